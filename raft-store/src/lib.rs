@@ -1,1 +1,67 @@
-//! Placeholder; see the crate description.
+//! Replicated state of an mfplane NAT cluster: the openraft type configuration, the
+//! deterministic state machine (members, bucket table, sessions) and its durable storage.
+//!
+//! Every worker is a Raft member. Bucket owners propose session batches; the state
+//! machine accepts or rejects each entry at apply time, deterministically, so a double
+//! allocation can never commit (DESIGN §2.2–2.4).
+//!
+//! # Layout
+//! - [`ids`]: `NodeId`, `Epoch`, `MacAddr`.
+//! - [`member`]: `MemberInfo` (openraft's `Node`) and `NodeRecord`.
+//! - [`command`]: `Command`, `Response`, `Rejection`, `ClusterConfig`.
+//! - [`bucket_table`]: the bucket -> owner table.
+//! - [`state`]: `ClusterState` and its apply.
+//! - [`error`]: `Error` and `Result`.
+//! - `codec`: the versioned record encoding (format byte + postcard).
+//! - [`applied`]: `Applied` notifications for subscribers.
+//! - `stable_hash`: the platform-independent hash behind `state_hash`.
+
+pub mod applied;
+pub mod bucket_table;
+mod codec;
+pub mod command;
+pub mod error;
+pub mod ids;
+pub mod member;
+mod stable_hash;
+pub mod state;
+
+pub use applied::Applied;
+pub use bucket_table::BucketTable;
+pub use codec::RECORD_FORMAT;
+pub use command::{ClusterConfig, Command, Rejection, Response};
+pub use error::{Error, Result};
+pub use ids::{Epoch, InvalidMacAddr, MacAddr, NodeId};
+pub use member::{MemberInfo, NodeRecord};
+pub use state::ClusterState;
+
+/// The async runtime openraft runs on: tokio, with openraft's RNG (election timeouts)
+/// drawn from a task-local seed so a simulation is a pure function of its seed.
+/// Production enters it with `DeterministicRng::<TokioRuntime>::scope(random_seed, fut)`
+/// around everything that creates or drives the Raft instance.
+pub type Runtime =
+    openraft_rt::deterministic_rng::DeterministicRng<openraft_rt_tokio::TokioRuntime>;
+
+openraft::declare_raft_types!(
+    /// openraft type configuration of an mfplane cluster.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = NodeId,
+        Node = MemberInfo,
+        AsyncRuntime = Runtime,
+);
+
+/// Short names for the openraft types instantiated with [`TypeConfig`].
+pub mod typ {
+    use crate::TypeConfig;
+
+    pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+    pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+    pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+    pub type LeaderId = openraft::alias::LeaderIdOf<TypeConfig>;
+    pub type Membership = openraft::Membership<crate::NodeId, crate::MemberInfo>;
+    pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+    pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+    pub type EntryPayload = openraft::alias::EntryPayloadOf<TypeConfig>;
+}

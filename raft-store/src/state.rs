@@ -1,0 +1,684 @@
+//! The replicated cluster state (DESIGN §2.2) and its deterministic apply.
+//!
+//! `apply` is a pure function of the state and the command: no clock, no randomness, no
+//! iteration over hash-ordered containers, and no panics on any command content (a bad
+//! command becomes a [`Rejection`]). That is what makes every member that applied the same
+//! log reach the same [`ClusterState::state_hash`].
+
+use std::collections::hash_map::Entry as HashEntry;
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::ops::Bound;
+
+use mfplane_core::{BucketBits, BucketId, ExternalKey, SessionKey, SessionRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::applied::Applied;
+use crate::bucket_table::BucketTable;
+use crate::command::{ClusterConfig, Command, Rejection, Response};
+use crate::ids::{Epoch, NodeId};
+use crate::member::{MemberInfo, NodeRecord};
+use crate::stable_hash::{StableHasher, record_digest};
+
+/// The first id `RegisterNode` hands out. A bootstrapping node can therefore initialize
+/// Raft as this id and register itself first.
+pub const FIRST_NODE_ID: NodeId = NodeId(1);
+
+/// Longest accepted member name (names show up in tables, metrics and pod names).
+pub const MAX_NAME_LEN: usize = 253;
+
+/// The whole replicated state machine data. Read it through a
+/// [`StateReader`](crate::StateReader); it changes only by applying committed commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterState {
+    config: Option<ClusterConfig>,
+    next_node_id: NodeId,
+    nodes: BTreeMap<NodeId, NodeRecord>,
+    epoch: Epoch,
+    buckets: BucketTable,
+    sessions: BTreeMap<SessionKey, SessionRecord>,
+    // Derived indexes, rebuilt from the above on snapshot install.
+    by_external: HashMap<ExternalKey, SessionKey>,
+    per_bucket: Vec<u32>,
+    external_ips: Vec<u32>,
+    sessions_digest: u64,
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        ClusterState {
+            config: None,
+            next_node_id: FIRST_NODE_ID,
+            nodes: BTreeMap::new(),
+            epoch: Epoch::NONE,
+            buckets: BucketTable::default(),
+            sessions: BTreeMap::new(),
+            by_external: HashMap::new(),
+            per_bucket: Vec::new(),
+            external_ips: Vec::new(),
+            sessions_digest: 0,
+        }
+    }
+}
+
+/// The port-in-bucket rule (DESIGN §2.1): a session of bucket `b` uses an external port
+/// `p` with `p & (B-1) == b`, never below `FIRST_NAT_PORT`.
+fn port_in_bucket(bits: BucketBits, port: u16, bucket: BucketId) -> bool {
+    u32::from(port) & bits.mask() == u32::from(bucket.0) && port >= mfplane_core::FIRST_NAT_PORT
+}
+
+impl ClusterState {
+    /// The cluster configuration, `None` before `Bootstrap`.
+    pub fn config(&self) -> Option<&ClusterConfig> {
+        self.config.as_ref()
+    }
+
+    /// The id the next `RegisterNode` will get.
+    pub fn next_node_id(&self) -> NodeId {
+        self.next_node_id
+    }
+
+    /// Every member ever registered, retired ones included, by id.
+    pub fn nodes(&self) -> &BTreeMap<NodeId, NodeRecord> {
+        &self.nodes
+    }
+
+    /// One member's record.
+    pub fn node(&self, id: NodeId) -> Option<&NodeRecord> {
+        self.nodes.get(&id)
+    }
+
+    /// The live (not retired) member registered under `name`.
+    pub fn node_by_name(&self, name: &str) -> Option<(NodeId, &NodeRecord)> {
+        self.nodes
+            .iter()
+            .find(|(_, r)| !r.retired && r.info.name == name)
+            .map(|(id, r)| (*id, r))
+    }
+
+    /// The bucket table's version.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The bucket -> owner table.
+    pub fn buckets(&self) -> &BucketTable {
+        &self.buckets
+    }
+
+    /// The owner of one bucket.
+    pub fn owner_of(&self, bucket: BucketId) -> Option<NodeId> {
+        self.buckets.owner(bucket)
+    }
+
+    /// The session of an inside endpoint.
+    pub fn session(&self, key: &SessionKey) -> Option<&SessionRecord> {
+        self.sessions.get(key)
+    }
+
+    /// The session that owns an external endpoint (reverse index, used inbound).
+    pub fn session_by_external(&self, key: &ExternalKey) -> Option<&SessionRecord> {
+        self.by_external.get(key).and_then(|k| self.sessions.get(k))
+    }
+
+    /// Up to `limit` sessions in key order, starting after `after` (exclusive): stable
+    /// paging for tools while the state changes.
+    pub fn sessions_range(&self, after: Option<SessionKey>, limit: usize) -> Vec<SessionRecord> {
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        self.sessions
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, r)| *r)
+            .collect()
+    }
+
+    /// Every session in key order (a new owner loads its buckets' sessions from this).
+    pub fn sessions(&self) -> impl Iterator<Item = &SessionRecord> + '_ {
+        self.sessions.values()
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> u64 {
+        self.sessions.len() as u64
+    }
+
+    /// Number of live sessions in one bucket.
+    pub fn sessions_in_bucket(&self, bucket: BucketId) -> u32 {
+        self.per_bucket
+            .get(usize::from(bucket.0))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Number of live sessions in the buckets `node` currently owns.
+    pub fn sessions_owned_by(&self, node: NodeId) -> u64 {
+        self.buckets
+            .owned_by(node)
+            .map(|b| u64::from(self.sessions_in_bucket(b)))
+            .sum()
+    }
+
+    /// A stable 64-bit hash of the whole state, equal on every member that applied the
+    /// same log (and after a snapshot round trip). Independent of platform and process:
+    /// it hashes an explicit encoding, and sessions through an order-independent digest
+    /// maintained on every change, so it is O(members + buckets), not O(sessions).
+    pub fn state_hash(&self) -> u64 {
+        let mut h = StableHasher::new();
+        match &self.config {
+            None => h.write_u8(0),
+            Some(c) => {
+                h.write_u8(1);
+                h.write_u8(c.bucket_bits.get());
+                h.write_u64(c.external_ips.len() as u64);
+                for ip in &c.external_ips {
+                    h.write_u32(u32::from(*ip));
+                }
+            }
+        }
+        h.write_u64(self.next_node_id.0);
+        h.write_u64(self.nodes.len() as u64);
+        for (id, r) in &self.nodes {
+            h.write_u64(id.0);
+            h.write_str(&r.info.name);
+            h.write_str(&r.info.raft_addr);
+            h.write_u32(u32::from(r.info.data_ip));
+            h.write_bytes(&r.info.data_mac.0);
+            h.write_u8(u8::from(r.draining) | (u8::from(r.retired) << 1));
+        }
+        h.write_u64(self.epoch.0);
+        h.write_u64(self.buckets.len() as u64);
+        for owner in self.buckets.owners() {
+            h.write_u64(owner.map_or(0, |n| n.0.wrapping_add(1)));
+        }
+        h.write_u64(self.sessions.len() as u64);
+        h.write_u64(self.sessions_digest);
+        h.finish()
+    }
+
+    /// Applies one committed command. Never panics; refusals are in the [`Response`].
+    /// When `events` is given, what changed is appended to it (the caller skips this when
+    /// nobody listens, so a session batch costs no extra allocation).
+    pub fn apply(&mut self, cmd: Command, events: Option<&mut Vec<Applied>>) -> Response {
+        match cmd {
+            Command::Bootstrap { config } => self.bootstrap(config, events),
+            Command::RegisterNode { info } => self.register(info, events),
+            Command::SetDraining { node, draining } => self.set_draining(node, draining, events),
+            Command::RetireNode { node } => self.retire(node, events),
+            Command::AssignBuckets { base_epoch, moves } => self.assign(base_epoch, &moves, events),
+            Command::CreateSessions {
+                owner,
+                epoch: _,
+                sessions,
+            } => self.create_sessions(owner, sessions, events),
+            Command::RemoveSessions { owner, keys } => self.remove_sessions(owner, keys, events),
+        }
+    }
+
+    fn bootstrap(&mut self, config: ClusterConfig, events: Option<&mut Vec<Applied>>) -> Response {
+        if self.config.is_some() {
+            return Response::Rejected(Rejection::AlreadyConfigured);
+        }
+        if let Err(why) = validate_config(&config) {
+            return Response::Rejected(Rejection::InvalidConfig(why));
+        }
+        self.install_config(config);
+        push(events, Applied::Configured);
+        Response::Ok
+    }
+
+    fn install_config(&mut self, config: ClusterConfig) {
+        let count = config.bucket_bits.count() as usize;
+        if self.buckets.len() != count {
+            self.buckets = BucketTable::unowned(config.bucket_bits);
+        }
+        self.per_bucket = vec![0; count];
+        self.external_ips = sorted_ips(&config.external_ips);
+        self.config = Some(config);
+    }
+
+    fn register(&mut self, info: MemberInfo, events: Option<&mut Vec<Applied>>) -> Response {
+        if let Err(why) = validate_member(&info) {
+            return Response::Rejected(Rejection::InvalidMember(why));
+        }
+        if let Some((id, _)) = self.node_by_name(&info.name) {
+            return Response::Rejected(Rejection::NameTaken(id));
+        }
+        let id = self.next_node_id;
+        self.next_node_id = NodeId(id.0.saturating_add(1));
+        self.nodes.insert(
+            id,
+            NodeRecord {
+                info,
+                draining: false,
+                retired: false,
+            },
+        );
+        push(events, Applied::MembersChanged);
+        Response::NodeRegistered(id)
+    }
+
+    fn live_node_mut(&mut self, node: NodeId) -> Result<&mut NodeRecord, Rejection> {
+        match self.nodes.get_mut(&node) {
+            None => Err(Rejection::UnknownNode(node)),
+            Some(r) if r.retired => Err(Rejection::NodeRetired(node)),
+            Some(r) => Ok(r),
+        }
+    }
+
+    fn set_draining(
+        &mut self,
+        node: NodeId,
+        draining: bool,
+        events: Option<&mut Vec<Applied>>,
+    ) -> Response {
+        match self.live_node_mut(node) {
+            Err(r) => Response::Rejected(r),
+            Ok(rec) => {
+                rec.draining = draining;
+                push(events, Applied::MembersChanged);
+                Response::Ok
+            }
+        }
+    }
+
+    fn retire(&mut self, node: NodeId, events: Option<&mut Vec<Applied>>) -> Response {
+        match self.nodes.get(&node) {
+            None => return Response::Rejected(Rejection::UnknownNode(node)),
+            Some(r) if r.retired => return Response::Ok,
+            Some(_) => {}
+        }
+        let buckets = self.buckets.count_owned_by(node);
+        if buckets > 0 {
+            return Response::Rejected(Rejection::NodeOwnsBuckets { node, buckets });
+        }
+        if let Some(rec) = self.nodes.get_mut(&node) {
+            rec.retired = true;
+            rec.draining = false;
+        }
+        push(events, Applied::MembersChanged);
+        Response::Ok
+    }
+
+    fn assign(
+        &mut self,
+        base_epoch: Epoch,
+        moves: &[(BucketId, Option<NodeId>)],
+        events: Option<&mut Vec<Applied>>,
+    ) -> Response {
+        if self.config.is_none() {
+            return Response::Rejected(Rejection::NotConfigured);
+        }
+        if base_epoch != self.epoch {
+            return Response::Rejected(Rejection::StaleEpoch {
+                current: self.epoch,
+            });
+        }
+        // Validate everything before changing anything: the command is all or nothing.
+        let count = self.buckets.len();
+        let mut seen = vec![false; count];
+        for (bucket, target) in moves {
+            let idx = usize::from(bucket.0);
+            let Some(slot) = seen.get_mut(idx) else {
+                return Response::Rejected(Rejection::BucketOutOfRange {
+                    bucket: *bucket,
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                });
+            };
+            if std::mem::replace(slot, true) {
+                return Response::Rejected(Rejection::DuplicateMove { bucket: *bucket });
+            }
+            if let Some(node) = target {
+                match self.nodes.get(node) {
+                    None => return Response::Rejected(Rejection::UnknownNode(*node)),
+                    Some(r) if r.retired => {
+                        return Response::Rejected(Rejection::NodeRetired(*node));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        for (bucket, target) in moves {
+            self.buckets.set(*bucket, *target);
+        }
+        self.epoch = self.epoch.next();
+        push(events, Applied::BucketsChanged(self.epoch));
+        Response::Epoch(self.epoch)
+    }
+
+    fn create_sessions(
+        &mut self,
+        owner: NodeId,
+        sessions: Vec<SessionRecord>,
+        events: Option<&mut Vec<Applied>>,
+    ) -> Response {
+        let Some(bits) = self.config.as_ref().map(|c| c.bucket_bits) else {
+            return Response::Rejected(Rejection::NotConfigured);
+        };
+        let mut accepted: u32 = 0;
+        let mut rejected = Vec::new();
+        let mut created = events.as_ref().map(|_| Vec::with_capacity(sessions.len()));
+        for rec in sessions {
+            match self.check_new_session(bits, owner, &rec) {
+                Ok(true) => {
+                    self.insert_session(rec);
+                    if let Some(c) = created.as_mut() {
+                        c.push(rec);
+                    }
+                    accepted = accepted.saturating_add(1);
+                }
+                // Identical duplicate (a re-proposed batch): accepted, nothing changes.
+                Ok(false) => accepted = accepted.saturating_add(1),
+                Err(why) => rejected.push((rec.key, why)),
+            }
+        }
+        if let (Some(events), Some(created)) = (events, created)
+            && !created.is_empty()
+        {
+            events.push(Applied::SessionsCreated(created));
+        }
+        Response::Sessions { accepted, rejected }
+    }
+
+    /// `Ok(true)`: insert; `Ok(false)`: identical duplicate; `Err`: refused.
+    fn check_new_session(
+        &self,
+        bits: BucketBits,
+        owner: NodeId,
+        rec: &SessionRecord,
+    ) -> Result<bool, Rejection> {
+        if !port_in_bucket(bits, rec.external.port, rec.bucket) {
+            return Err(Rejection::PortNotInBucket {
+                port: rec.external.port,
+                bucket: rec.bucket,
+            });
+        }
+        if self.external_ips.binary_search(&rec.external.ip).is_err() {
+            return Err(Rejection::UnknownExternalIp(Ipv4Addr::from(
+                rec.external.ip,
+            )));
+        }
+        let current = self.buckets.owner(rec.bucket);
+        if current != Some(owner) {
+            return Err(Rejection::NotOwner {
+                bucket: rec.bucket,
+                owner: current,
+            });
+        }
+        if let Some(existing) = self.sessions.get(&rec.key) {
+            return if existing.external == rec.external {
+                Ok(false)
+            } else {
+                Err(Rejection::KeyMapped {
+                    existing: existing.external,
+                })
+            };
+        }
+        if let Some(by) = self.by_external.get(&rec.external_key()) {
+            return Err(Rejection::ExternalTaken { by: *by });
+        }
+        Ok(true)
+    }
+
+    /// Inserts a session whose key and external endpoint are both known to be free.
+    fn insert_session(&mut self, rec: SessionRecord) {
+        self.by_external.insert(rec.external_key(), rec.key);
+        self.sessions.insert(rec.key, rec);
+        if let Some(n) = self.per_bucket.get_mut(usize::from(rec.bucket.0)) {
+            *n = n.saturating_add(1);
+        }
+        self.sessions_digest = self.sessions_digest.wrapping_add(record_digest(&rec));
+    }
+
+    fn remove_sessions(
+        &mut self,
+        owner: NodeId,
+        keys: Vec<SessionKey>,
+        events: Option<&mut Vec<Applied>>,
+    ) -> Response {
+        let mut removed_keys = events.as_ref().map(|_| Vec::with_capacity(keys.len()));
+        let mut removed: u32 = 0;
+        let mut unknown: u32 = 0;
+        let mut refused = Vec::new();
+        for key in keys {
+            let Some(rec) = self.sessions.get(&key) else {
+                unknown = unknown.saturating_add(1);
+                continue;
+            };
+            let current = self.buckets.owner(rec.bucket);
+            if current != Some(owner) {
+                refused.push((
+                    key,
+                    Rejection::NotOwner {
+                        bucket: rec.bucket,
+                        owner: current,
+                    },
+                ));
+                continue;
+            }
+            if let Some(rec) = self.sessions.remove(&key) {
+                self.by_external.remove(&rec.external_key());
+                if let Some(n) = self.per_bucket.get_mut(usize::from(rec.bucket.0)) {
+                    *n = n.saturating_sub(1);
+                }
+                self.sessions_digest = self.sessions_digest.wrapping_sub(record_digest(&rec));
+                removed = removed.saturating_add(1);
+                if let Some(r) = removed_keys.as_mut() {
+                    r.push(key);
+                }
+            }
+        }
+        if let (Some(events), Some(keys)) = (events, removed_keys)
+            && !keys.is_empty()
+        {
+            events.push(Applied::SessionsRemoved(keys));
+        }
+        Response::SessionsRemoved {
+            removed,
+            unknown,
+            refused,
+        }
+    }
+
+    /// The whole state in its versioned snapshot encoding (what snapshots carry; also
+    /// lets tools and tests compare states byte for byte).
+    pub fn to_bytes(&self) -> crate::Result<Vec<u8>> {
+        crate::codec::encode_state(self)
+    }
+
+    /// Reads [`ClusterState::to_bytes`] output back, rebuilding and checking the indexes:
+    /// a damaged or foreign encoding is an error, never a wrong state.
+    pub fn from_bytes(bytes: &[u8]) -> crate::Result<Self> {
+        crate::codec::decode_state(bytes)
+    }
+
+    /// Checks the derived indexes against the primary data (tests and debugging).
+    pub fn check_consistency(&self) -> Result<(), String> {
+        let rebuilt = StateWire::from_state(self)
+            .into_state()
+            .map_err(|e| format!("state does not rebuild: {e}"))?;
+        if rebuilt.by_external != self.by_external {
+            return Err("reverse index differs from the sessions".into());
+        }
+        if rebuilt.per_bucket != self.per_bucket {
+            return Err("per-bucket counts differ from the sessions".into());
+        }
+        if rebuilt.sessions_digest != self.sessions_digest {
+            return Err("session digest differs from the sessions".into());
+        }
+        Ok(())
+    }
+}
+
+fn push(events: Option<&mut Vec<Applied>>, ev: Applied) {
+    if let Some(events) = events {
+        events.push(ev);
+    }
+}
+
+fn sorted_ips(ips: &[Ipv4Addr]) -> Vec<u32> {
+    let mut v: Vec<u32> = ips.iter().map(|ip| u32::from(*ip)).collect();
+    v.sort_unstable();
+    v
+}
+
+fn validate_config(config: &ClusterConfig) -> Result<(), String> {
+    if config.external_ips.is_empty() {
+        return Err("no external IPs: give at least one".into());
+    }
+    let mut sorted = sorted_ips(&config.external_ips);
+    let before = sorted.len();
+    sorted.dedup();
+    if sorted.len() != before {
+        return Err("external IPs contain duplicates".into());
+    }
+    if let Some(ip) = config
+        .external_ips
+        .iter()
+        .find(|ip| ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast())
+    {
+        return Err(format!("{ip} cannot be an external IP"));
+    }
+    Ok(())
+}
+
+fn validate_member(info: &MemberInfo) -> Result<(), String> {
+    if info.name.is_empty() {
+        return Err("empty name".into());
+    }
+    if info.name.len() > MAX_NAME_LEN {
+        return Err(format!("name longer than {MAX_NAME_LEN} bytes"));
+    }
+    if info.raft_addr.is_empty() {
+        return Err("empty raft address".into());
+    }
+    Ok(())
+}
+
+/// The serialized form of [`ClusterState`] (snapshots): primary data only; the indexes
+/// are rebuilt and checked on load.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StateWire {
+    config: Option<ClusterConfig>,
+    next_node_id: NodeId,
+    nodes: Vec<(NodeId, NodeRecord)>,
+    epoch: Epoch,
+    buckets: BucketTable,
+    sessions: Vec<SessionRecord>,
+}
+
+/// Borrowing twin of [`StateWire`] so a snapshot serializes without copying the sessions.
+#[derive(Serialize)]
+pub(crate) struct StateWireRef<'a> {
+    config: &'a Option<ClusterConfig>,
+    next_node_id: NodeId,
+    #[serde(serialize_with = "serialize_map_as_seq")]
+    nodes: &'a BTreeMap<NodeId, NodeRecord>,
+    epoch: Epoch,
+    buckets: &'a BucketTable,
+    #[serde(serialize_with = "serialize_values")]
+    sessions: &'a BTreeMap<SessionKey, SessionRecord>,
+}
+
+fn serialize_map_as_seq<S: serde::Serializer>(
+    map: &BTreeMap<NodeId, NodeRecord>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(map.iter())
+}
+
+fn serialize_values<S: serde::Serializer>(
+    map: &BTreeMap<SessionKey, SessionRecord>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(map.values())
+}
+
+impl<'a> StateWireRef<'a> {
+    pub(crate) fn new(state: &'a ClusterState) -> Self {
+        StateWireRef {
+            config: &state.config,
+            next_node_id: state.next_node_id,
+            nodes: &state.nodes,
+            epoch: state.epoch,
+            buckets: &state.buckets,
+            sessions: &state.sessions,
+        }
+    }
+}
+
+impl StateWire {
+    fn from_state(state: &ClusterState) -> Self {
+        StateWire {
+            config: state.config.clone(),
+            next_node_id: state.next_node_id,
+            nodes: state.nodes.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            epoch: state.epoch,
+            buckets: state.buckets.clone(),
+            sessions: state.sessions.values().copied().collect(),
+        }
+    }
+
+    /// Rebuilds the state and its indexes, refusing anything `apply` could never have
+    /// produced (so a damaged snapshot is an error, not a silently wrong state).
+    pub(crate) fn into_state(self) -> Result<ClusterState, String> {
+        let mut st = ClusterState {
+            next_node_id: self.next_node_id,
+            epoch: self.epoch,
+            ..ClusterState::default()
+        };
+        for (id, rec) in self.nodes {
+            if id >= self.next_node_id {
+                return Err(format!(
+                    "node {id} is not below the id counter {}",
+                    self.next_node_id
+                ));
+            }
+            if st.nodes.insert(id, rec).is_some() {
+                return Err(format!("node {id} appears twice"));
+            }
+        }
+        let Some(config) = self.config else {
+            if !self.buckets.is_empty() || !self.sessions.is_empty() || self.epoch != Epoch::NONE {
+                return Err("buckets or sessions without a configuration".into());
+            }
+            return Ok(st);
+        };
+        validate_config(&config)?;
+        if self.buckets.len() != config.bucket_bits.count() as usize {
+            return Err(format!(
+                "bucket table has {} entries, configuration says {}",
+                self.buckets.len(),
+                config.bucket_bits.count()
+            ));
+        }
+        st.buckets = self.buckets;
+        st.install_config(config);
+        let bits = config_bits(&st);
+        for rec in self.sessions {
+            if !port_in_bucket(bits, rec.external.port, rec.bucket) {
+                return Err(format!(
+                    "session {:?} breaks the port-in-bucket rule",
+                    rec.key
+                ));
+            }
+            if st.sessions.contains_key(&rec.key) {
+                return Err(format!("session {:?} appears twice", rec.key));
+            }
+            if let HashEntry::Occupied(_) = st.by_external.entry(rec.external_key()) {
+                return Err(format!("external endpoint {} is used twice", rec.external));
+            }
+            st.insert_session(rec);
+        }
+        Ok(st)
+    }
+}
+
+fn config_bits(st: &ClusterState) -> BucketBits {
+    st.config
+        .as_ref()
+        .map(|c| c.bucket_bits)
+        .unwrap_or_default()
+}
