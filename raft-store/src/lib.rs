@@ -13,27 +13,47 @@
 //! - [`state`]: `ClusterState` and its apply.
 //! - [`error`]: `Error` and `Result`.
 //! - `codec`: the versioned record encoding (format byte + postcard).
+//! - [`backend`]: the storage interface (ordered trees, batches, flush);
+//!   [`sled_backend`] and [`memory_backend`] implement it.
+//! - `flusher`: durable, in-order acknowledgement of appends (group flush).
+//! - [`log_store`]: openraft's `RaftLogStorage` / `RaftLogReader`.
+//! - [`state_machine`]: openraft's `RaftStateMachine`, snapshots, subscriptions, node
+//!   identity.
+//! - `open`: `open_sled`, `open_memory`, `open_backend`.
 //! - [`applied`]: `Applied` notifications for subscribers.
 //! - `stable_hash`: the platform-independent hash behind `state_hash`.
 
 pub mod applied;
+pub mod backend;
 pub mod bucket_table;
 mod codec;
 pub mod command;
 pub mod error;
+mod flusher;
 pub mod ids;
+pub mod log_store;
 pub mod member;
+pub mod memory_backend;
+mod open;
+pub mod sled_backend;
 mod stable_hash;
 pub mod state;
+pub mod state_machine;
 
 pub use applied::Applied;
+pub use backend::Backend;
 pub use bucket_table::BucketTable;
 pub use codec::RECORD_FORMAT;
 pub use command::{ClusterConfig, Command, Rejection, Response};
 pub use error::{Error, Result};
 pub use ids::{Epoch, InvalidMacAddr, MacAddr, NodeId};
+pub use log_store::{LogReader, LogStore};
 pub use member::{MemberInfo, NodeRecord};
+pub use memory_backend::MemoryBackend;
+pub use open::{open_backend, open_memory, open_sled};
+pub use sled_backend::{STORE_FORMAT, SledBackend};
 pub use state::ClusterState;
+pub use state_machine::{NodeIdentity, SnapshotBuilder, StateGuard, StateMachineStore};
 
 /// The async runtime openraft runs on: tokio, with openraft's RNG (election timeouts)
 /// drawn from a task-local seed so a simulation is a pure function of its seed.
@@ -64,4 +84,12 @@ pub mod typ {
     pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
     pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
     pub type EntryPayload = openraft::alias::EntryPayloadOf<TypeConfig>;
+    pub type SnapshotData = std::io::Cursor<Vec<u8>>;
+    pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
+    pub type Raft = openraft::Raft<TypeConfig, crate::StateMachineStore>;
+    pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+    pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
+    pub type RaftError<E = openraft::errors::Infallible> =
+        openraft::errors::RaftError<TypeConfig, E>;
+    pub type ClientWriteError = openraft::errors::ClientWriteError<TypeConfig>;
 }
