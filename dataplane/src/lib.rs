@@ -1,1 +1,16 @@
-//! Placeholder; see the crate description.
+//! The mfplane NAT engine and its userspace packet views.
+//!
+//! # Layout
+//! - [`wire`]: smoltcp-style zero-copy views (`Packet<T>`, `Repr`) of Ethernet (one
+//!   802.1Q tag), IPv4, TCP, UDP and ICMP, for userspace parsing and tests.
+//! - [`engine`]: the stateful NAT: sessions, per-bucket port allocation, RFC 4787 /
+//!   5382 / 5508 behaviour, fragments, counters, replication records.
+//! - [`error`]: the crate's `Error` and `Result`.
+//!
+//! The header rewrite itself (addresses, ports, incremental checksums) lives in
+//! `mfplane_core::rewrite`, shared with the eBPF programs.
+
+pub mod error;
+pub mod wire;
+
+pub use error::{Error, Result};
