@@ -61,10 +61,11 @@ impl Default for ClusterState {
     }
 }
 
-/// The port-in-bucket rule (DESIGN §2.1): a session of bucket `b` uses an external port
-/// `p` with `p & (B-1) == b`, never below `FIRST_NAT_PORT`.
+/// The port-in-bucket rule (DESIGN §2.1), from the shared core so the state machine, the
+/// allocator and the data path agree: a session of bucket `b` uses an external port `p`
+/// with `p & (B-1) == b`, never below `FIRST_NAT_PORT`.
 fn port_in_bucket(bits: BucketBits, port: u16, bucket: BucketId) -> bool {
-    u32::from(port) & bits.mask() == u32::from(bucket.0) && port >= mfplane_core::FIRST_NAT_PORT
+    mfplane_core::bucket::port_in_bucket(bits, bucket, port)
 }
 
 impl ClusterState {

@@ -1,4 +1,5 @@
 //! openraft's storage conformance suite, run against both backends.
+#![allow(clippy::unwrap_used)] // reason: helpers of tests; a failed unwrap is a failed test.
 
 use mfplane_raft_store::{LogStore, MemoryBackend, Runtime, StateMachineStore, TypeConfig};
 use openraft::StorageError;
