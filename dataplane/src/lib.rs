@@ -10,6 +10,7 @@
 //! The header rewrite itself (addresses, ports, incremental checksums) lives in
 //! `mfplane_core::rewrite`, shared with the eBPF programs.
 
+pub mod engine;
 pub mod error;
 pub mod wire;
 

@@ -1,0 +1,180 @@
+//! The session table: a trait, so the engine can run on in-memory maps (simulation,
+//! userspace mode) now and on BPF maps (the worker's XDP fast path) later.
+//!
+//! A table indexes each session twice: by its inside endpoint ([`SessionKey`], for
+//! outbound packets) and by its external endpoint ([`ExternalKey`], for inbound
+//! packets). The engine guarantees it never inserts a session whose keys are
+//! already present, so both indexes stay one-to-one (RFC 4787 REQ-3: no port
+//! overloading).
+
+use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
+use mfplane_core::{ExternalKey, SessionKey};
+
+use super::session::Session;
+
+/// Storage of sessions by both keys.
+pub trait SessionTable {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, key: &SessionKey) -> Option<&Session>;
+
+    fn get_mut(&mut self, key: &SessionKey) -> Option<&mut Session>;
+
+    fn get_by_external(&self, key: &ExternalKey) -> Option<&Session>;
+
+    fn get_by_external_mut(&mut self, key: &ExternalKey) -> Option<&mut Session>;
+
+    /// Inserts a session. The caller has checked that neither its inside nor its
+    /// external key is present.
+    fn insert(&mut self, session: Session);
+
+    fn remove(&mut self, key: &SessionKey) -> Option<Session>;
+
+    /// Visits every session (order unspecified but deterministic for a given
+    /// history).
+    fn for_each(&self, f: &mut dyn FnMut(&Session));
+}
+
+/// In-memory table: sessions in a slab, two seeded hash indexes into it, so an
+/// inbound lookup is one hash probe and one array index.
+#[derive(Debug)]
+pub struct MemTable {
+    slots: Vec<Option<Session>>,
+    free: Vec<u32>,
+    by_inside: HashMap<SessionKey, u32, FixedState>,
+    by_external: HashMap<ExternalKey, u32, FixedState>,
+}
+
+impl MemTable {
+    /// A table with room for `capacity` sessions before it reallocates. `seed` makes
+    /// hashing deterministic (simulation) yet unpredictable from outside.
+    pub fn with_capacity(capacity: usize, seed: u64) -> Self {
+        MemTable {
+            slots: Vec::with_capacity(capacity),
+            free: Vec::new(),
+            by_inside: HashMap::with_capacity_and_hasher(capacity, FixedState::with_seed(seed)),
+            by_external: HashMap::with_capacity_and_hasher(
+                capacity,
+                FixedState::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15),
+            ),
+        }
+    }
+
+    fn slot(&self, i: u32) -> Option<&Session> {
+        self.slots.get(i as usize).and_then(Option::as_ref)
+    }
+
+    fn slot_mut(&mut self, i: u32) -> Option<&mut Session> {
+        self.slots.get_mut(i as usize).and_then(Option::as_mut)
+    }
+}
+
+impl SessionTable for MemTable {
+    fn len(&self) -> usize {
+        self.by_inside.len()
+    }
+
+    #[inline]
+    fn get(&self, key: &SessionKey) -> Option<&Session> {
+        let i = *self.by_inside.get(key)?;
+        self.slot(i)
+    }
+
+    #[inline]
+    fn get_mut(&mut self, key: &SessionKey) -> Option<&mut Session> {
+        let i = *self.by_inside.get(key)?;
+        self.slot_mut(i)
+    }
+
+    #[inline]
+    fn get_by_external(&self, key: &ExternalKey) -> Option<&Session> {
+        let i = *self.by_external.get(key)?;
+        self.slot(i)
+    }
+
+    #[inline]
+    fn get_by_external_mut(&mut self, key: &ExternalKey) -> Option<&mut Session> {
+        let i = *self.by_external.get(key)?;
+        self.slot_mut(i)
+    }
+
+    fn insert(&mut self, session: Session) {
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(session);
+                i
+            }
+            None => {
+                self.slots.push(Some(session));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_inside.insert(session.record.key, i);
+        self.by_external.insert(session.record.external_key(), i);
+    }
+
+    fn remove(&mut self, key: &SessionKey) -> Option<Session> {
+        let i = self.by_inside.remove(key)?;
+        let s = self.slots.get_mut(i as usize)?.take()?;
+        self.by_external.remove(&s.record.external_key());
+        self.free.push(i);
+        Some(s)
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(&Session)) {
+        self.slots.iter().flatten().for_each(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mfplane_core::{BucketId, Endpoint, Proto, SessionRecord};
+
+    use super::*;
+    use crate::engine::session::{Origin, TcpState};
+
+    fn session(port: u16, ext_port: u16) -> Session {
+        Session {
+            record: SessionRecord {
+                key: SessionKey {
+                    proto: Proto::Udp,
+                    inside: Endpoint::new(0x0a00_0001, port),
+                },
+                external: Endpoint::new(0xc633_6401, ext_port),
+                bucket: BucketId(ext_port & 0xff),
+                created_ms: 0,
+            },
+            last_seen_ms: 0,
+            tcp: TcpState::Established,
+            origin: Origin::Local,
+            seen_outbound: true,
+        }
+    }
+
+    #[test]
+    fn both_indexes_follow_insert_and_remove() {
+        let mut t = MemTable::with_capacity(4, 1);
+        let a = session(1000, 2000);
+        let b = session(1001, 2001);
+        t.insert(a);
+        t.insert(b);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(&a.record.key), Some(&a));
+        assert_eq!(t.get_by_external(&b.record.external_key()), Some(&b));
+        assert_eq!(t.remove(&a.record.key), Some(a));
+        assert!(t.get_by_external(&a.record.external_key()).is_none());
+        // The freed slot is reused.
+        let c = session(1002, 2002);
+        t.insert(c);
+        assert_eq!(t.get_by_external(&c.record.external_key()), Some(&c));
+        let mut n = 0;
+        t.for_each(&mut |_| n += 1);
+        assert_eq!(n, 2);
+    }
+}
