@@ -2,6 +2,8 @@
 //! (ICMP), one test per requirement, named after it. Every translated packet's
 //! checksums are verified by an independent full recompute (`common::ref_sum`).
 
+#![allow(clippy::unwrap_used, reason = "test helpers: a failure should panic")]
+
 mod common;
 
 use common::*;

@@ -5,9 +5,9 @@
 //! form a FIFO doubly linked list over port indices: allocation takes the head,
 //! freeing appends at the tail, and marking an arbitrary port used (an imported
 //! session) unlinks it: all O(1), with no random probing. FIFO means a freed port
-//! rests as long as possible before reuse. The initial order is a keyed permutation
-//! (so external ports are not predictable without the cluster's hash key) that is
-//! the same on every worker.
+//! rests as long as possible before reuse. The initial order is a keyed affine
+//! permutation (so external ports do not simply count up) that is the same on every
+//! worker.
 
 use mfplane_core::{BucketBits, BucketId, BucketPorts, FlowHashKey, flow_hash};
 
@@ -90,6 +90,15 @@ impl FreeList {
     }
 }
 
+const fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        let t = a % b;
+        a = b;
+        b = t;
+    }
+    a
+}
+
 /// All external ports of one owned bucket, per external IP.
 #[derive(Debug, Clone)]
 pub struct BucketPool {
@@ -110,11 +119,16 @@ impl BucketPool {
         let count = ports.count();
         let per_ip = (0..n_ips)
             .map(|ip_index| {
-                // Keyed permutation: sort port indices by a hash of (ip, bucket, index).
-                let mut order: Vec<u16> = (0..count as u16).collect();
-                order.sort_by_cached_key(|&i| {
-                    flow_hash(key, ip_index as u32 ^ (u32::from(bucket.0) << 8), i, 0xff)
-                });
+                // Keyed affine permutation of the port indices: i -> (a * i + c) mod n
+                // with gcd(a, n) = 1, from a hash of (ip, bucket). O(n), no sorting.
+                let n = count;
+                let h = flow_hash(key, ip_index as u32 ^ (u32::from(bucket.0) << 8), 0, 0xff);
+                let mut a = ((h >> 16) % n.max(1)) | 1;
+                while gcd(a, n) != 1 {
+                    a += 1;
+                }
+                let c = (h & 0xffff) % n.max(1);
+                let order: Vec<u16> = (0..n).map(|i| ((a * i + c) % n) as u16).collect();
                 FreeList::new(&order)
             })
             .collect();

@@ -314,3 +314,53 @@ pub const T0: Timestamp = Timestamp(1_700_000_000_000);
 pub fn at(secs: u64) -> Timestamp {
     Timestamp(T0.0 + secs * 1000)
 }
+
+/// Non-panicking form of [`assert_checksums_valid`] for arbitrary bytes: `None` if
+/// the frame is not a parseable IPv4 frame, else whether every checksum verifies.
+pub fn checksums_ok(frame: &[u8]) -> Option<bool> {
+    if frame.len() < 14 {
+        return None;
+    }
+    let l3 = if frame[12..14] == [0x81, 0x00] {
+        18
+    } else {
+        14
+    };
+    let ip = frame.get(l3..)?;
+    let first = *ip.first()?;
+    let hl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || hl < 20 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+    let hdr = ip.get(..hl)?;
+    let pkt = ip.get(..total)?;
+    let l4 = pkt.get(hl..)?;
+    let mut ok = ref_fold(ref_sum(hdr, 0)) == 0xffff;
+    let frag = u16::from_be_bytes([ip[6], ip[7]]);
+    if frag & 0x3fff != 0 {
+        return Some(ok);
+    }
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    match ip[9] {
+        TCP => ok &= ref_fold(ref_sum(l4, pseudo(src, dst, TCP, l4.len()))) == 0xffff,
+        UDP if l4.get(6..8)? != [0, 0] => {
+            let ulen = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
+            let d = l4.get(..ulen)?;
+            ok &= ref_fold(ref_sum(d, pseudo(src, dst, UDP, ulen))) == 0xffff;
+        }
+        ICMP => {
+            ok &= ref_fold(ref_sum(l4, 0)) == 0xffff;
+            if matches!(l4.first()?, 3 | 4 | 5 | 11 | 12) {
+                let q = l4.get(8..)?;
+                let qhl = usize::from(q.first()? & 0x0f) * 4;
+                if qhl >= 20 {
+                    ok &= ref_fold(ref_sum(q.get(..qhl)?, 0)) == 0xffff;
+                }
+            }
+        }
+        _ => {}
+    }
+    Some(ok)
+}
