@@ -1,0 +1,553 @@
+//! Reconcile scenarios against the scripted mock API server: every request the
+//! reconcilers send, in order, with their bodies checked where they carry a decision.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+use super::{reconcile_nat, reconcile_node};
+use crate::admin::fake::FakeAdmin;
+use crate::controller::Context;
+use crate::crd::{Nat, Node};
+use crate::fixtures::{Exchange, Reply, list, not_found, to_json, worker_pod};
+use crate::names::{NAT_FINALIZER, NODE_FINALIZER, NODE_LABEL_MANAGER};
+use crate::resources::test_nat;
+
+const NAT: &str = "/apis/mfplane.io/v1alpha1/namespaces/edge/nats/demo";
+const STS: &str = "/apis/apps/v1/namespaces/edge/statefulsets/demo";
+const PODS: &str = "/api/v1/namespaces/edge/pods";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/edge/events";
+
+fn nat(replicas: i32) -> Nat {
+    let mut n = test_nat::nat(json!({ "replicas": replicas }));
+    n.metadata.finalizers = Some(vec![NAT_FINALIZER.to_owned()]);
+    n.metadata.resource_version = Some("10".into());
+    n
+}
+
+fn sts(replicas: i32) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": "demo", "namespace": "edge"},
+           "spec": {"replicas": replicas, "serviceName": "demo", "selector": {"matchLabels": {}},
+                    "template": {"metadata": {}, "spec": {"containers": []}}}})
+}
+
+/// The reads every reconcile starts with.
+fn reads(sts_now: Option<Value>, pods: Vec<Value>) -> Vec<Exchange> {
+    vec![
+        Exchange::new(
+            Method::GET,
+            STS,
+            sts_now.map_or_else(not_found, |s| Reply::Json(StatusCode::OK, s)),
+        ),
+        Exchange::new(
+            Method::GET,
+            PODS,
+            Reply::Json(StatusCode::OK, list("PodList", pods)),
+        ),
+        Exchange::new(
+            Method::GET,
+            "/apis/mfplane.io/v1alpha1/nodes",
+            Reply::Json(StatusCode::OK, list("NodeList", vec![])),
+        ),
+    ]
+}
+
+/// The server-side applies of the children, asserting the StatefulSet's size.
+fn applies(sts_replicas: i64) -> Vec<Exchange> {
+    vec![
+        Exchange::new(
+            Method::PATCH,
+            "/api/v1/namespaces/edge/configmaps/demo-config",
+            Reply::Echo,
+        )
+        .check(|b| {
+            assert!(
+                b["data"]["node.toml"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("bucket_bits = 8"))
+            )
+        }),
+        Exchange::new(
+            Method::PATCH,
+            "/api/v1/namespaces/edge/services/demo",
+            Reply::Echo,
+        )
+        .check(|b| assert_eq!(b["spec"]["clusterIP"], "None")),
+        Exchange::new(
+            Method::PATCH,
+            "/apis/policy/v1/namespaces/edge/poddisruptionbudgets/demo",
+            Reply::Echo,
+        ),
+        Exchange::new(Method::PATCH, STS, Reply::Echo).check(move |b| {
+            assert_eq!(b["spec"]["replicas"], sts_replicas, "StatefulSet size");
+            assert_eq!(b["metadata"]["ownerReferences"][0]["kind"], "Nat");
+        }),
+        Exchange::new(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/edge/daemonsets/demo-lb",
+            Reply::Echo,
+        ),
+    ]
+}
+
+fn event(reason: &'static str) -> Exchange {
+    Exchange::new(Method::POST, EVENTS, Reply::Echo)
+        .check(move |b| assert_eq!(b["reason"], reason, "event {b}"))
+}
+
+fn gate(ordinal: u32, status: &'static str, reason: &'static str) -> Exchange {
+    Exchange::new(
+        Method::PATCH,
+        format!("{PODS}/demo-{ordinal}/status"),
+        Reply::Json(StatusCode::OK, worker_pod(ordinal, Some((status, reason)))),
+    )
+    .check(move |b| {
+        let c = &b["status"]["conditions"][0];
+        assert_eq!(
+            (
+                c["type"].as_str(),
+                c["status"].as_str(),
+                c["reason"].as_str()
+            ),
+            (Some("mfplane.io/raft-voter"), Some(status), Some(reason))
+        );
+    })
+}
+
+fn status(n: &Nat, check: impl FnOnce(&Value) + Send + 'static) -> Exchange {
+    Exchange::new(
+        Method::PATCH,
+        format!("{NAT}/status"),
+        Reply::WithStatus(to_json(n)),
+    )
+    .check(move |b| {
+        assert_eq!(
+            (b["apiVersion"].as_str(), b["kind"].as_str()),
+            (Some("mfplane.io/v1alpha1"), Some("Nat")),
+            "SSA needs the type"
+        );
+        check(&b["status"]);
+    })
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+async fn run_nat(n: Nat, ctx: &Arc<Context>) -> Action {
+    reconcile_nat(Arc::new(n), ctx.clone())
+        .await
+        .expect("reconcile")
+}
+
+async fn finish(
+    server: tokio::task::JoinHandle<Vec<crate::fixtures::Seen>>,
+) -> Vec<crate::fixtures::Seen> {
+    tokio::time::timeout(Duration::from_secs(1), server)
+        .await
+        .expect("the scenario timed out: a request never came")
+        .expect("scenario")
+}
+
+#[tokio::test]
+async fn a_new_nat_gets_the_finalizer_first() {
+    let (ctx, api) = Context::test(FakeAdmin::default());
+    let mut n = nat(3);
+    n.metadata.finalizers = None;
+    let mut with = n.clone();
+    with.metadata.finalizers = Some(vec![NAT_FINALIZER.to_owned()]);
+    let server = api.run(vec![
+        Exchange::new(
+            Method::PATCH,
+            NAT,
+            Reply::Json(StatusCode::OK, to_json(&with)),
+        )
+        .check(|b| {
+            let ops = b.as_array().expect("a JSON patch");
+            assert!(
+                ops.iter()
+                    .any(|op| op["op"] == "add" && op["value"] == json!([NAT_FINALIZER])),
+                "{b}"
+            );
+        }),
+    ]);
+    assert_eq!(run_nat(n, &ctx).await, Action::await_change());
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn create_builds_every_child_and_reports_initializing() {
+    let (ctx, api) = Context::test(FakeAdmin::default());
+    let n = nat(3);
+    let mut script = reads(None, vec![]);
+    script.extend(applies(3));
+    script.push(status(&n, |s| {
+        assert_eq!(
+            s["labelSelector"],
+            "app.kubernetes.io/component=worker,mfplane.io/nat=demo"
+        );
+        assert_eq!(s["replicas"], 0);
+        assert_eq!(condition(s, "Scaling")["reason"], "Initializing");
+        assert_eq!(condition(s, "Ready")["status"], "False");
+        assert_eq!(s["observedGeneration"], 1);
+    }));
+    let server = api.run(script);
+    run_nat(n, &ctx).await;
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn the_first_running_pod_initializes_the_cluster() {
+    let fake = FakeAdmin::default();
+    let (ctx, api) = Context::test(fake.clone());
+    let n = nat(3);
+    let mut script = reads(Some(sts(3)), vec![worker_pod(0, None)]);
+    script.extend(applies(3));
+    script.push(event("Initialize"));
+    script.push(gate(0, "False", "Joining"));
+    script.push(status(&n, |s| {
+        assert_eq!(condition(s, "Scaling")["status"], "True")
+    }));
+    let server = api.run(script);
+    assert_eq!(
+        run_nat(n, &ctx).await,
+        Action::requeue(Duration::from_secs(1))
+    );
+    finish(server).await;
+    assert_eq!(fake.voters(), vec!["demo-0"]);
+}
+
+#[tokio::test]
+async fn scale_out_promotes_a_caught_up_learner_then_opens_its_gate() {
+    let fake = FakeAdmin::with_members(&["demo-0"], &["demo-1"]);
+    let (ctx, api) = Context::test(fake.clone());
+    let n = nat(3);
+    let pods = || {
+        vec![
+            worker_pod(0, Some(("True", "Voter"))),
+            worker_pod(1, Some(("False", "CatchingUp"))),
+        ]
+    };
+    let mut script = reads(Some(sts(3)), pods());
+    script.extend(applies(3));
+    script.push(event("Promote"));
+    script.push(status(&n, |s| {
+        assert_eq!(condition(s, "Scaling")["reason"], "ScalingOut");
+        assert!(
+            condition(s, "Scaling")["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("promoted demo-1")),
+            "{s}"
+        );
+    }));
+    // The next reconcile sees a voter: the gate opens, no further change.
+    script.extend(reads(Some(sts(3)), pods()));
+    script.extend(applies(3));
+    script.push(gate(1, "True", "Voter"));
+    script.push(status(&n, |s| assert_eq!(s["leader"], "demo-0")));
+    let server = api.run(script);
+    run_nat(n.clone(), &ctx).await;
+    run_nat(n, &ctx).await;
+    finish(server).await;
+    assert_eq!(fake.state().calls, vec!["Promote demo-1"]);
+    assert_eq!(fake.voters(), vec!["demo-0", "demo-1"]);
+}
+
+#[tokio::test]
+async fn scale_in_drains_removes_then_lowers_the_statefulset() {
+    let fake = FakeAdmin::with_members(&["demo-0", "demo-1", "demo-2"], &[]);
+    let (ctx, api) = Context::test(fake.clone());
+    let n = nat(2);
+    let pods = |leaving: bool| {
+        let g = if leaving {
+            ("False", "Leaving")
+        } else {
+            ("True", "Voter")
+        };
+        vec![
+            worker_pod(0, Some(("True", "Voter"))),
+            worker_pod(1, Some(("True", "Voter"))),
+            worker_pod(2, Some(g)),
+        ]
+    };
+    let mut script = reads(Some(sts(3)), pods(false));
+    script.extend(applies(3));
+    script.push(event("Drain"));
+    script.push(gate(2, "False", "Leaving"));
+    script.push(status(&n, |s| {
+        assert_eq!(condition(s, "Scaling")["reason"], "ScalingIn")
+    }));
+    script.extend(reads(Some(sts(3)), pods(true)));
+    script.extend(applies(3));
+    script.push(event("Remove"));
+    script.push(status(&n, |_| {}));
+    script.extend(reads(Some(sts(3)), pods(true)));
+    script.extend(applies(2));
+    script.push(status(&n, |s| assert_eq!(s["replicas"], 2)));
+    let server = api.run(script);
+    for _ in 0..3 {
+        run_nat(n.clone(), &ctx).await;
+    }
+    finish(server).await;
+    assert_eq!(fake.state().calls, vec!["Drain demo-2", "Remove demo-2"]);
+    assert_eq!(fake.voters(), vec!["demo-0", "demo-1"]);
+}
+
+#[tokio::test]
+async fn a_steady_cluster_reports_ready_with_members_leader_and_epoch() {
+    let fake = FakeAdmin::with_members(&["demo-0", "demo-1", "demo-2"], &[]);
+    let (ctx, api) = Context::test(fake);
+    let n = nat(3);
+    let pods = (0..3)
+        .map(|i| worker_pod(i, Some(("True", "Voter"))))
+        .collect();
+    let mut script = reads(Some(sts(3)), pods);
+    script.extend(applies(3));
+    script.push(status(&n, |s| {
+        assert_eq!(
+            (s["replicas"].as_i64(), s["readyReplicas"].as_i64()),
+            (Some(3), Some(3))
+        );
+        assert_eq!(s["leader"], "demo-0");
+        assert_eq!(s["phase"], "Ready");
+        assert_eq!(s["epoch"], 1);
+        assert_eq!(s["members"].as_array().map(Vec::len), Some(3));
+        assert_eq!(s["members"][0]["role"], "Voter");
+        assert_eq!(condition(s, "Ready")["status"], "True");
+        assert_eq!(condition(s, "Degraded")["status"], "False");
+    }));
+    let server = api.run(script);
+    assert_eq!(
+        run_nat(n, &ctx).await,
+        Action::requeue(super::nat::IDLE_REQUEUE)
+    );
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn a_status_conflict_is_retried() {
+    let fake = FakeAdmin::with_members(&["demo-0"], &[]);
+    let (ctx, api) = Context::test(fake);
+    let n = nat(1);
+    let mut script = reads(Some(sts(1)), vec![worker_pod(0, Some(("True", "Voter")))]);
+    script.extend(applies(1));
+    script.push(Exchange::new(
+        Method::PATCH,
+        format!("{NAT}/status"),
+        Reply::Error(StatusCode::CONFLICT, "Conflict"),
+    ));
+    script.push(status(&n, |s| assert_eq!(s["phase"], "Ready")));
+    let server = api.run(script);
+    run_nat(n, &ctx).await;
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_and_nothing_is_touched() {
+    let (ctx, api) = Context::test(FakeAdmin::default());
+    let mut n = nat(3);
+    n.spec.bucket_bits = 13;
+    n.spec.inside_sources = vec!["10.0.0/8".into()];
+    let server = api.run(vec![
+        Exchange::new(Method::POST, EVENTS, Reply::Echo).check(|b| {
+            assert_eq!(b["reason"], "InvalidSpec");
+            assert_eq!(b["type"], "Warning");
+        }),
+        status(&n, |s| {
+            let d = condition(s, "Degraded");
+            assert_eq!(
+                (d["status"].as_str(), d["reason"].as_str()),
+                (Some("True"), Some("InvalidSpec"))
+            );
+            let m = d["message"].as_str().unwrap_or_default();
+            assert!(
+                m.contains("spec.bucketBits: 13 is out of range")
+                    && m.contains("spec.insideSources: 10.0.0/8"),
+                "{m}"
+            );
+        }),
+    ]);
+    assert_eq!(run_nat(n, &ctx).await, Action::await_change());
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn delete_removes_the_volumes_then_the_finalizer() {
+    let (ctx, api) = Context::test(FakeAdmin::default());
+    let mut n = nat(3);
+    n.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let server = api.run(vec![
+        Exchange::new(
+            Method::DELETE,
+            "/api/v1/namespaces/edge/persistentvolumeclaims",
+            Reply::Json(StatusCode::OK, list("PersistentVolumeClaimList", vec![])),
+        ),
+        event("Deleted"),
+        Exchange::new(Method::PATCH, NAT, Reply::Json(StatusCode::OK, to_json(&n))).check(|b| {
+            let ops = b.as_array().expect("a JSON patch");
+            assert!(
+                ops.iter()
+                    .any(|op| op["op"] == "remove" && op["path"] == "/metadata/finalizers/0"),
+                "{b}"
+            );
+        }),
+    ]);
+    let seen = {
+        run_nat(n, &ctx).await;
+        finish(server).await
+    };
+    assert!(
+        seen[0].query.contains("labelSelector="),
+        "only this Nat's volumes: {}",
+        seen[0].query
+    );
+}
+
+#[tokio::test]
+async fn a_node_labels_its_machine_and_reports_its_functions() {
+    let (ctx, api) = Context::test(FakeAdmin::default());
+    let mut node = Node::new(
+        "lb-1",
+        serde_json::from_value(json!({"role": "lb"})).expect("spec"),
+    );
+    node.metadata.finalizers = Some(vec![NODE_FINALIZER.to_owned()]);
+    node.metadata.generation = Some(2);
+    let core = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "lb-1"}});
+    let lb_pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "demo-lb-x7", "namespace": "edge", "labels": {"mfplane.io/nat": "demo", "app.kubernetes.io/component": "lb"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    let server = api.run(vec![
+        Exchange::new(
+            Method::GET,
+            "/api/v1/nodes/lb-1",
+            Reply::Json(StatusCode::OK, core.clone()),
+        ),
+        Exchange::new(
+            Method::PATCH,
+            "/api/v1/nodes/lb-1",
+            Reply::Json(StatusCode::OK, core),
+        )
+        .check(|b| {
+            assert_eq!(b["metadata"]["labels"], json!({"mfplane.io/lb": "true"}));
+        }),
+        Exchange::new(
+            Method::GET,
+            "/api/v1/pods",
+            Reply::Json(StatusCode::OK, list("PodList", vec![lb_pod])),
+        ),
+        Exchange::new(
+            Method::PATCH,
+            "/apis/mfplane.io/v1alpha1/nodes/lb-1/status",
+            Reply::WithStatus(to_json(&node)),
+        )
+        .check(|b| {
+            assert_eq!(
+                b["status"]["functions"][0],
+                json!({"kind": "lb", "nat": "edge/demo", "pod": "demo-lb-x7", "ready": true})
+            );
+            assert_eq!(b["status"]["summary"], "lb demo-lb-x7 (ready)");
+            assert_eq!(b["status"]["conditions"][0]["status"], "True");
+        }),
+    ]);
+    reconcile_node(Arc::new(node), ctx)
+        .await
+        .expect("reconcile");
+    let seen = finish(server).await;
+    assert!(
+        seen[1]
+            .query
+            .contains(&format!("fieldManager={NODE_LABEL_MANAGER}")),
+        "{}",
+        seen[1].query
+    );
+    assert!(
+        seen[2].query.contains("fieldSelector=spec.nodeName%3Dlb-1"),
+        "{}",
+        seen[2].query
+    );
+}
+
+#[tokio::test]
+async fn a_node_for_a_missing_machine_is_never_created() {
+    let (ctx, api) = Context::test(FakeAdmin::default());
+    let mut node = Node::new(
+        "typo",
+        serde_json::from_value(json!({"role": "worker"})).expect("spec"),
+    );
+    node.metadata.finalizers = Some(vec![NODE_FINALIZER.to_owned()]);
+    let server = api.run(vec![
+        Exchange::new(Method::GET, "/api/v1/nodes/typo", not_found()),
+        Exchange::new(
+            Method::GET,
+            "/api/v1/pods",
+            Reply::Json(StatusCode::OK, list("PodList", vec![])),
+        ),
+        Exchange::new(
+            Method::PATCH,
+            "/apis/mfplane.io/v1alpha1/nodes/typo/status",
+            Reply::WithStatus(to_json(&node)),
+        )
+        .check(|b| {
+            let c = &b["status"]["conditions"][0];
+            assert_eq!(
+                (c["status"].as_str(), c["reason"].as_str()),
+                (Some("False"), Some("NoSuchNode"))
+            );
+        }),
+    ]);
+    reconcile_node(Arc::new(node), ctx)
+        .await
+        .expect("reconcile");
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn deleting_a_node_takes_the_label_off() {
+    let (ctx, api) = Context::test(FakeAdmin::default());
+    let mut node = Node::new(
+        "lb-1",
+        serde_json::from_value(json!({"role": "lb"})).expect("spec"),
+    );
+    node.metadata.finalizers = Some(vec![NODE_FINALIZER.to_owned()]);
+    node.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let core = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "lb-1"}});
+    let server = api.run(vec![
+        Exchange::new(
+            Method::GET,
+            "/api/v1/nodes/lb-1",
+            Reply::Json(StatusCode::OK, core.clone()),
+        ),
+        Exchange::new(
+            Method::PATCH,
+            "/api/v1/nodes/lb-1",
+            Reply::Json(StatusCode::OK, core),
+        )
+        .check(|b| {
+            assert_eq!(
+                b["metadata"]["labels"],
+                json!({}),
+                "an empty set releases the operator's labels"
+            )
+        }),
+        Exchange::new(
+            Method::PATCH,
+            "/apis/mfplane.io/v1alpha1/nodes/lb-1",
+            Reply::Json(StatusCode::OK, to_json(&node)),
+        ),
+    ]);
+    reconcile_node(Arc::new(node), ctx)
+        .await
+        .expect("reconcile");
+    finish(server).await;
+}
