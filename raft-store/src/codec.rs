@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::state::{ClusterState, StateWire, StateWireRef};
+use crate::state::{ClusterState, StateWire};
 
 /// The record format this build writes. Bump it when a stored type changes in a way
 /// that positional decoding cannot absorb (see `command` for the compatibility rule).
@@ -42,8 +42,8 @@ pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> R
 }
 
 /// Serializes the whole state machine data for a snapshot.
-pub(crate) fn encode_state(state: &ClusterState) -> Result<Vec<u8>> {
-    encode("snapshot", &StateWireRef::new(state))
+pub(crate) fn encode_state(state: &StateWire) -> Result<Vec<u8>> {
+    encode("snapshot", state)
 }
 
 /// Reads snapshot data back, rebuilding and validating the indexes.

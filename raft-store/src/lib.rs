@@ -21,6 +21,7 @@
 //!   identity.
 //! - `open`: `open_sled`, `open_memory`, `open_backend`.
 //! - [`applied`]: `Applied` notifications for subscribers.
+//! - `session_index`: sessions by key and by external endpoint (packed integer keys).
 //! - `stable_hash`: the platform-independent hash behind `state_hash`.
 
 pub mod applied;
@@ -35,6 +36,7 @@ pub mod log_store;
 pub mod member;
 pub mod memory_backend;
 mod open;
+mod session_index;
 pub mod sled_backend;
 mod stable_hash;
 pub mod state;

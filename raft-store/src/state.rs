@@ -5,10 +5,8 @@
 //! command becomes a [`Rejection`]). That is what makes every member that applied the same
 //! log reach the same [`ClusterState::state_hash`].
 
-use std::collections::hash_map::Entry as HashEntry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::ops::Bound;
 
 use mfplane_core::{BucketBits, BucketId, ExternalKey, SessionKey, SessionRecord};
 use serde::{Deserialize, Serialize};
@@ -18,6 +16,7 @@ use crate::bucket_table::BucketTable;
 use crate::command::{ClusterConfig, Command, Rejection, Response};
 use crate::ids::{Epoch, NodeId};
 use crate::member::{MemberInfo, NodeRecord};
+use crate::session_index::{Inserted, SessionIndex};
 use crate::stable_hash::{StableHasher, record_digest};
 
 /// The first id `RegisterNode` hands out. A bootstrapping node can therefore initialize
@@ -36,9 +35,8 @@ pub struct ClusterState {
     nodes: BTreeMap<NodeId, NodeRecord>,
     epoch: Epoch,
     buckets: BucketTable,
-    sessions: BTreeMap<SessionKey, SessionRecord>,
-    // Derived indexes, rebuilt from the above on snapshot install.
-    by_external: HashMap<ExternalKey, SessionKey>,
+    sessions: SessionIndex,
+    // Derived, rebuilt from the above on snapshot install.
     per_bucket: Vec<u32>,
     external_ips: Vec<u32>,
     sessions_digest: u64,
@@ -52,8 +50,7 @@ impl Default for ClusterState {
             nodes: BTreeMap::new(),
             epoch: Epoch::NONE,
             buckets: BucketTable::default(),
-            sessions: BTreeMap::new(),
-            by_external: HashMap::new(),
+            sessions: SessionIndex::default(),
             per_bucket: Vec::new(),
             external_ips: Vec::new(),
             sessions_digest: 0,
@@ -119,26 +116,20 @@ impl ClusterState {
 
     /// The session that owns an external endpoint (reverse index, used inbound).
     pub fn session_by_external(&self, key: &ExternalKey) -> Option<&SessionRecord> {
-        self.by_external.get(key).and_then(|k| self.sessions.get(k))
+        self.sessions.get_by_external(key)
     }
 
     /// Up to `limit` sessions in key order, starting after `after` (exclusive): stable
-    /// paging for tools while the state changes.
+    /// paging for tools while the state changes. Costs a pass over all sessions per page
+    /// (the table is hashed for apply speed), so page with a generous `limit`.
     pub fn sessions_range(&self, after: Option<SessionKey>, limit: usize) -> Vec<SessionRecord> {
-        let lower = match after {
-            Some(k) => Bound::Excluded(k),
-            None => Bound::Unbounded,
-        };
-        self.sessions
-            .range((lower, Bound::Unbounded))
-            .take(limit)
-            .map(|(_, r)| *r)
-            .collect()
+        self.sessions.page_after(after.as_ref(), limit)
     }
 
-    /// Every session in key order (a new owner loads its buckets' sessions from this).
+    /// Every session, in no particular order (a new owner loads its buckets' sessions
+    /// from this; use [`sessions_range`](Self::sessions_range) for key order).
     pub fn sessions(&self) -> impl Iterator<Item = &SessionRecord> + '_ {
-        self.sessions.values()
+        self.sessions.iter()
     }
 
     /// Number of live sessions.
@@ -361,17 +352,17 @@ impl ClusterState {
         let mut accepted: u32 = 0;
         let mut rejected = Vec::new();
         let mut created = events.as_ref().map(|_| Vec::with_capacity(sessions.len()));
+        self.sessions.reserve(sessions.len());
         for rec in sessions {
-            match self.check_new_session(bits, owner, &rec) {
-                Ok(true) => {
-                    self.insert_session(rec);
+            match self.add_session(bits, owner, rec) {
+                Ok(Inserted::New) => {
                     if let Some(c) = created.as_mut() {
                         c.push(rec);
                     }
                     accepted = accepted.saturating_add(1);
                 }
                 // Identical duplicate (a re-proposed batch): accepted, nothing changes.
-                Ok(false) => accepted = accepted.saturating_add(1),
+                Ok(Inserted::Identical) => accepted = accepted.saturating_add(1),
                 Err(why) => rejected.push((rec.key, why)),
             }
         }
@@ -383,13 +374,14 @@ impl ClusterState {
         Response::Sessions { accepted, rejected }
     }
 
-    /// `Ok(true)`: insert; `Ok(false)`: identical duplicate; `Err`: refused.
-    fn check_new_session(
-        &self,
+    /// Checks one batch entry against the rules and the session table, inserting it when
+    /// it passes.
+    fn add_session(
+        &mut self,
         bits: BucketBits,
         owner: NodeId,
-        rec: &SessionRecord,
-    ) -> Result<bool, Rejection> {
+        rec: SessionRecord,
+    ) -> Result<Inserted, Rejection> {
         if !port_in_bucket(bits, rec.external.port, rec.bucket) {
             return Err(Rejection::PortNotInBucket {
                 port: rec.external.port,
@@ -408,29 +400,19 @@ impl ClusterState {
                 owner: current,
             });
         }
-        if let Some(existing) = self.sessions.get(&rec.key) {
-            return if existing.external == rec.external {
-                Ok(false)
-            } else {
-                Err(Rejection::KeyMapped {
-                    existing: existing.external,
-                })
-            };
+        let inserted = self.sessions.try_insert(rec)?;
+        if inserted == Inserted::New {
+            self.count_session(&rec);
         }
-        if let Some(by) = self.by_external.get(&rec.external_key()) {
-            return Err(Rejection::ExternalTaken { by: *by });
-        }
-        Ok(true)
+        Ok(inserted)
     }
 
-    /// Inserts a session whose key and external endpoint are both known to be free.
-    fn insert_session(&mut self, rec: SessionRecord) {
-        self.by_external.insert(rec.external_key(), rec.key);
-        self.sessions.insert(rec.key, rec);
+    /// Accounts for a session just inserted into the table.
+    fn count_session(&mut self, rec: &SessionRecord) {
         if let Some(n) = self.per_bucket.get_mut(usize::from(rec.bucket.0)) {
             *n = n.saturating_add(1);
         }
-        self.sessions_digest = self.sessions_digest.wrapping_add(record_digest(&rec));
+        self.sessions_digest = self.sessions_digest.wrapping_add(record_digest(rec));
     }
 
     fn remove_sessions(
@@ -460,7 +442,6 @@ impl ClusterState {
                 continue;
             }
             if let Some(rec) = self.sessions.remove(&key) {
-                self.by_external.remove(&rec.external_key());
                 if let Some(n) = self.per_bucket.get_mut(usize::from(rec.bucket.0)) {
                     *n = n.saturating_sub(1);
                 }
@@ -486,7 +467,7 @@ impl ClusterState {
     /// The whole state in its versioned snapshot encoding (what snapshots carry; also
     /// lets tools and tests compare states byte for byte).
     pub fn to_bytes(&self) -> crate::Result<Vec<u8>> {
-        crate::codec::encode_state(self)
+        crate::codec::encode_state(&StateWire::from_state(self))
     }
 
     /// Reads [`ClusterState::to_bytes`] output back, rebuilding and checking the indexes:
@@ -500,7 +481,7 @@ impl ClusterState {
         let rebuilt = StateWire::from_state(self)
             .into_state()
             .map_err(|e| format!("state does not rebuild: {e}"))?;
-        if rebuilt.by_external != self.by_external {
+        if rebuilt.sessions != self.sessions {
             return Err("reverse index differs from the sessions".into());
         }
         if rebuilt.per_bucket != self.per_bucket {
@@ -570,55 +551,17 @@ pub(crate) struct StateWire {
     sessions: Vec<SessionRecord>,
 }
 
-/// Borrowing twin of [`StateWire`] so a snapshot serializes without copying the sessions.
-#[derive(Serialize)]
-pub(crate) struct StateWireRef<'a> {
-    config: &'a Option<ClusterConfig>,
-    next_node_id: NodeId,
-    #[serde(serialize_with = "serialize_map_as_seq")]
-    nodes: &'a BTreeMap<NodeId, NodeRecord>,
-    epoch: Epoch,
-    buckets: &'a BucketTable,
-    #[serde(serialize_with = "serialize_values")]
-    sessions: &'a BTreeMap<SessionKey, SessionRecord>,
-}
-
-fn serialize_map_as_seq<S: serde::Serializer>(
-    map: &BTreeMap<NodeId, NodeRecord>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_seq(map.iter())
-}
-
-fn serialize_values<S: serde::Serializer>(
-    map: &BTreeMap<SessionKey, SessionRecord>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_seq(map.values())
-}
-
-impl<'a> StateWireRef<'a> {
-    pub(crate) fn new(state: &'a ClusterState) -> Self {
-        StateWireRef {
-            config: &state.config,
-            next_node_id: state.next_node_id,
-            nodes: &state.nodes,
-            epoch: state.epoch,
-            buckets: &state.buckets,
-            sessions: &state.sessions,
-        }
-    }
-}
-
 impl StateWire {
-    fn from_state(state: &ClusterState) -> Self {
+    /// A copy of the primary data. Cheap next to encoding it, so a snapshot holds the
+    /// state lock only for this copy and encodes afterwards, without stalling apply.
+    pub(crate) fn from_state(state: &ClusterState) -> Self {
         StateWire {
             config: state.config.clone(),
             next_node_id: state.next_node_id,
             nodes: state.nodes.iter().map(|(k, v)| (*k, v.clone())).collect(),
             epoch: state.epoch,
             buckets: state.buckets.clone(),
-            sessions: state.sessions.values().copied().collect(),
+            sessions: state.sessions.iter().copied().collect(),
         }
     }
 
@@ -658,6 +601,7 @@ impl StateWire {
         st.buckets = self.buckets;
         st.install_config(config);
         let bits = config_bits(&st);
+        st.sessions.reserve(self.sessions.len());
         for rec in self.sessions {
             if !port_in_bucket(bits, rec.external.port, rec.bucket) {
                 return Err(format!(
@@ -665,13 +609,13 @@ impl StateWire {
                     rec.key
                 ));
             }
-            if st.sessions.contains_key(&rec.key) {
-                return Err(format!("session {:?} appears twice", rec.key));
+            match st.sessions.try_insert(rec) {
+                Ok(Inserted::New) => st.count_session(&rec),
+                Ok(Inserted::Identical) | Err(Rejection::KeyMapped { .. }) => {
+                    return Err(format!("session {:?} appears twice", rec.key));
+                }
+                Err(_) => return Err(format!("external endpoint {} is used twice", rec.external)),
             }
-            if let HashEntry::Occupied(_) = st.by_external.entry(rec.external_key()) {
-                return Err(format!("external endpoint {} is used twice", rec.external));
-            }
-            st.insert_session(rec);
         }
         Ok(st)
     }

@@ -19,11 +19,11 @@ use tokio::sync::{broadcast, watch};
 use crate::TypeConfig;
 use crate::applied::Applied;
 use crate::backend::{Backend, Batch, Tree};
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode, encode_state};
 use crate::command::Response;
 use crate::error::{Error, Result};
 use crate::ids::{Epoch, NodeId};
-use crate::state::ClusterState;
+use crate::state::{ClusterState, StateWire};
 use crate::typ;
 
 const SNAPSHOT_META_KEY: &[u8] = b"meta";
@@ -224,14 +224,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn build_snapshot(&mut self) -> io::Result<typ::Snapshot> {
-        let (meta, data) = {
+        let (meta, copy) = {
             let d = self.sm.read();
             let meta = typ::SnapshotMeta {
                 last_log_id: d.last_applied,
                 last_membership: d.membership.clone(),
             };
-            (meta, d.state.to_bytes()?)
+            (meta, StateWire::from_state(&d.state))
         };
+        let data = encode_state(&copy)?;
+        drop(copy);
         self.sm.store_snapshot(&meta, &data).await?;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "built snapshot");
         Ok(typ::Snapshot {
