@@ -206,7 +206,7 @@ pub fn worker_pod(ordinal: u32, gate: Option<(&str, &str)>) -> Value {
     if let Some((status, reason)) = gate {
         conditions.push(
             json!({"type": crate::names::READINESS_GATE, "status": status, "reason": reason,
-                               "lastTransitionTime": "2026-11-22T10:00:00Z"}),
+                               "lastTransitionTime": "2020-01-01T00:00:00Z"}),
         );
     }
     json!({

@@ -111,20 +111,24 @@ impl FakeAdmin {
     /// earlier operator had built them.
     pub fn with_members(voters: &[&str], learners: &[&str]) -> Self {
         let fake = FakeAdmin::default();
-        {
-            let mut s = fake.state();
-            for v in voters {
-                s.last_log_index += 1;
-                let id = s.register(v, Role::Voter);
-                s.leader.get_or_insert(id);
-            }
-            for l in learners {
-                s.last_log_index += 1;
-                s.register(l, Role::Learner);
-            }
-            s.rebalance();
-        }
+        fake.add_members(voters, learners);
         fake
+    }
+
+    /// Registers members directly (the first voter leads if there is no leader yet);
+    /// set [`FakeState::catch_up`] first to script how they follow.
+    pub fn add_members(&self, voters: &[&str], learners: &[&str]) {
+        let mut s = self.state();
+        for v in voters {
+            s.last_log_index += 1;
+            let id = s.register(v, Role::Voter);
+            s.leader.get_or_insert(id);
+        }
+        for l in learners {
+            s.last_log_index += 1;
+            s.register(l, Role::Learner);
+        }
+        s.rebalance();
     }
 
     /// The pod restarts with an empty volume.

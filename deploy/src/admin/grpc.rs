@@ -386,6 +386,207 @@ mod tests {
         assert!(!follower.from_leader);
     }
 
+    mod against_a_server {
+        use std::net::SocketAddr;
+        use std::sync::{Arc, Mutex};
+
+        use mfplane_proto::admin::admin_server::{Admin, AdminServer};
+        use tonic::{Request, Response, Status};
+
+        use super::*;
+
+        /// One member of a two-member cluster; node 1 leads.
+        #[derive(Clone)]
+        struct Member {
+            id: u64,
+            calls: Arc<Mutex<Vec<String>>>,
+        }
+
+        fn cluster_status(answering: u64) -> ClusterStatus {
+            let member = |id: u64, name: &str, role: pb::Role| pb::Member {
+                node_id: id,
+                name: name.into(),
+                role: role as i32,
+                is_leader: id == 1,
+                matched_index: if answering == 1 { 40 } else { 0 },
+                reachable: true,
+                ..Default::default()
+            };
+            ClusterStatus {
+                node_id: answering,
+                leader_id: 1,
+                epoch: 3,
+                last_log_index: 42,
+                members: vec![
+                    member(1, "demo-0", pb::Role::Voter),
+                    member(2, "demo-1", pb::Role::Learner),
+                ],
+                ..Default::default()
+            }
+        }
+
+        #[tonic::async_trait]
+        impl Admin for Member {
+            async fn initialize(
+                &self,
+                _: Request<pb::InitializeRequest>,
+            ) -> Result<Response<pb::InitializeResponse>, Status> {
+                Err(Status::failed_precondition("already in a cluster"))
+            }
+            async fn join(
+                &self,
+                r: Request<pb::JoinRequest>,
+            ) -> Result<Response<pb::JoinResponse>, Status> {
+                let name = r.into_inner().name;
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} Join {name}", self.id));
+                if name == "demo-1" {
+                    return Err(Status::already_exists("demo-1 is registered"));
+                }
+                Ok(Response::new(pb::JoinResponse {
+                    node_id: 3,
+                    leader_id: 1,
+                }))
+            }
+            async fn promote(
+                &self,
+                r: Request<pb::NodeRequest>,
+            ) -> Result<Response<pb::ChangeResponse>, Status> {
+                self.calls.lock().unwrap().push(format!(
+                    "{} Promote {}",
+                    self.id,
+                    r.into_inner().node_id
+                ));
+                Ok(Response::new(pb::ChangeResponse {
+                    epoch: 4,
+                    message: "promoted".into(),
+                }))
+            }
+            async fn drain(
+                &self,
+                _: Request<pb::NodeRequest>,
+            ) -> Result<Response<pb::ChangeResponse>, Status> {
+                Err(Status::unavailable("no leader"))
+            }
+            async fn remove(
+                &self,
+                _: Request<pb::NodeRequest>,
+            ) -> Result<Response<pb::ChangeResponse>, Status> {
+                Err(Status::failed_precondition(
+                    "the last voter cannot be removed",
+                ))
+            }
+            async fn transfer_leader(
+                &self,
+                _: Request<pb::NodeRequest>,
+            ) -> Result<Response<pb::ChangeResponse>, Status> {
+                Err(Status::unimplemented("not used by the operator"))
+            }
+            async fn status(
+                &self,
+                _: Request<pb::StatusRequest>,
+            ) -> Result<Response<ClusterStatus>, Status> {
+                Ok(Response::new(cluster_status(self.id)))
+            }
+        }
+
+        async fn serve(member: Member) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(AdminServer::new(member))
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        async {
+                            let _ = rx.await;
+                        },
+                    ),
+            );
+            (addr, tx)
+        }
+
+        #[tokio::test]
+        async fn asks_the_leader_and_maps_the_servers_answers() {
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let (leader, _stop_leader) = serve(Member {
+                id: 1,
+                calls: calls.clone(),
+            })
+            .await;
+            let (follower, _stop_follower) = serve(Member {
+                id: 2,
+                calls: calls.clone(),
+            })
+            .await;
+            // The follower is listed first: the client must still end up at the leader.
+            let target = ClusterTarget {
+                nat: "edge/demo".into(),
+                members: vec![
+                    ("demo-1".into(), follower.to_string()),
+                    ("demo-0".into(), leader.to_string()),
+                ],
+            };
+            let admin = GrpcAdmin::default();
+            let probe = admin.probe(&target).await;
+            let view = probe.view.expect("a view");
+            assert!(
+                view.from_leader,
+                "the leader's answer carries replication progress"
+            );
+            assert_eq!(view.answered_by, "demo-0");
+            assert_eq!(view.member("demo-0").map(|m| m.matched_index), Some(40));
+            assert!(probe.unreachable.is_empty() && probe.pristine.is_empty());
+
+            let join = |name: &str| JoinRequest {
+                name: name.into(),
+                raft_addr: "x:1".into(),
+                data_ip: "192.0.2.1".into(),
+                data_mac: "02:00:00:00:00:01".into(),
+            };
+            assert_eq!(
+                admin.join(&target, &join("demo-1")).await.unwrap(),
+                JoinOutcome::AlreadyMember
+            );
+            assert_eq!(
+                admin.join(&target, &join("demo-2")).await.unwrap(),
+                JoinOutcome::Joined(NodeId(3))
+            );
+            assert_eq!(admin.promote(&target, NodeId(2)).await.unwrap(), 4);
+            assert_eq!(
+                *calls.lock().unwrap(),
+                vec!["1 Join demo-1", "1 Join demo-2", "1 Promote 2"],
+                "every change goes to the leader"
+            );
+            match admin.remove(&target, NodeId(1)).await {
+                Err(Error::Admin {
+                    call: "Remove",
+                    code: AdminCode::FailedPrecondition,
+                    message,
+                    ..
+                }) => assert!(message.contains("last voter")),
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(
+                admin.drain(&target, NodeId(2)).await,
+                Err(Error::Admin {
+                    code: AdminCode::Unavailable,
+                    ..
+                })
+            ));
+            assert!(matches!(
+                admin.initialize(&target, "demo-0").await,
+                Err(Error::Admin {
+                    code: AdminCode::FailedPrecondition,
+                    ..
+                })
+            ));
+        }
+    }
+
     #[tokio::test]
     async fn an_unreachable_member_is_reported_not_fatal() {
         let admin = GrpcAdmin::new(AdminTimeouts {

@@ -332,6 +332,48 @@ async fn a_steady_cluster_reports_ready_with_members_leader_and_epoch() {
 }
 
 #[tokio::test]
+async fn a_learner_that_never_catches_up_turns_the_nat_degraded() {
+    let fake = FakeAdmin::default();
+    fake.state()
+        .catch_up
+        .insert("demo-1".into(), crate::admin::fake::CatchUp::Never);
+    fake.add_members(&["demo-0"], &["demo-1"]);
+    let (ctx, api) = Context::test(fake.clone());
+    let mut n = nat(2);
+    n.spec.membership.max_catch_up_lag = 10;
+    // demo-1 has been catching up since 2020 (its gate condition says so).
+    let pods = vec![
+        worker_pod(0, Some(("True", "Voter"))),
+        worker_pod(1, Some(("False", "CatchingUp"))),
+    ];
+    let mut script = reads(Some(sts(2)), pods);
+    script.extend(applies(2));
+    script.push(status(&n, |s| {
+        let d = condition(s, "Degraded");
+        assert_eq!(
+            (d["status"].as_str(), d["reason"].as_str()),
+            (Some("True"), Some("MemberNotCatchingUp"))
+        );
+        let m = d["message"].as_str().unwrap_or_default();
+        assert!(
+            m.starts_with("member demo-1 (node 2) has not caught up with the leader after "),
+            "{m}"
+        );
+        assert!(m.contains("check its network path to demo-0"), "{m}");
+        assert_eq!(s["phase"], "Degraded");
+        assert_eq!(s["readyReplicas"], 1);
+    }));
+    let server = api.run(script);
+    run_nat(n, &ctx).await;
+    finish(server).await;
+    assert!(
+        fake.state().calls.is_empty(),
+        "never promoted: {:?}",
+        fake.state().calls
+    );
+}
+
+#[tokio::test]
 async fn a_status_conflict_is_retried() {
     let fake = FakeAdmin::with_members(&["demo-0"], &[]);
     let (ctx, api) = Context::test(fake);

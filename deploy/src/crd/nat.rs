@@ -49,7 +49,7 @@ pub const MAX_REPLICAS: i32 = 64;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 40").message(Message::Expression(
         "'metadata.name: ' + self.metadata.name + ' is too long: use at most 40 characters (it prefixes the worker pods, the Service and the StatefulSet)'".into()
-    )).field_path(".metadata.name")
+    ))
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NatSpec {
@@ -63,7 +63,7 @@ pub struct NatSpec {
     /// Public IPv4 addresses the cluster translates inside sources to. Fixed when the
     /// cluster is created: each bucket owns a slice of every address's port space.
     #[serde(rename = "externalIPs")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), inner(length(max = 15)))]
     #[x_kube(
         validation = Rule::new("self.all(a, isIP(a) && ip(a).family() == 4 && ip(a).isGlobalUnicast())").message(Message::Expression(
             "'spec.externalIPs: ' + self.filter(a, !(isIP(a) && ip(a).family() == 4 && ip(a).isGlobalUnicast())).join(', ') + ' is not a unicast IPv4 address (write e.g. 203.0.113.10)'".into()
@@ -79,7 +79,7 @@ pub struct NatSpec {
 
     /// Inside networks whose traffic is translated (IPv4 CIDRs). Everything else passes
     /// through the load balancers untouched.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = 256), inner(length(max = 18)))]
     #[x_kube(
         validation = Rule::new("self.all(c, isCIDR(c) && cidr(c).ip().family() == 4)").message(Message::Expression(
             "'spec.insideSources: ' + self.filter(c, !(isCIDR(c) && cidr(c).ip().family() == 4)).join(', ') + ' is not an IPv4 CIDR (write e.g. 10.0.0.0/8)'".into()
@@ -291,7 +291,7 @@ pub struct LbSpec {
     /// Interfaces the LB attaches to on machines whose `nodes.mfplane.io` object lists
     /// none of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 16), inner(length(max = 15)))]
     #[x_kube(validation = Rule::new("self.all(i, i.matches('^[a-zA-Z0-9_.-]{1,15}$'))").message(Message::Expression(
         "'spec.lb.interfaces: ' + self.filter(i, !i.matches('^[a-zA-Z0-9_.-]{1,15}$')).join(', ') + ' is not a Linux interface name (1-15 of a-z A-Z 0-9 _ . -)'".into()
     )))]
@@ -324,7 +324,7 @@ pub struct DataNetwork {
     /// NetworkAttachmentDefinition names (`name` or `namespace/name`), attached in this
     /// order; the first one is the data-plane interface.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
+    #[schemars(length(max = 8), inner(length(max = 253)))]
     #[x_kube(validation = Rule::new("self.all(n, n.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message(Message::Expression(
         "'spec.network.attachments: ' + self.filter(n, !n.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$')).join(', ') + ' is not a NetworkAttachmentDefinition name (name or namespace/name, lower-case DNS labels)'".into()
     )))]
