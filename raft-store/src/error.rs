@@ -20,6 +20,10 @@ pub enum Error {
         found: u8,
         supported: u8,
     },
+    #[error(
+        "data directory {path}: in use by another process (or by a store still open in this one); stop it first"
+    )]
+    Locked { path: PathBuf },
     #[error("data directory {path}: corrupt: {why}")]
     Corrupt { path: PathBuf, why: String },
     #[error("data directory {path}: {source}")]

@@ -5,6 +5,28 @@
 //! machine accepts or rejects each entry at apply time, deterministically, so a double
 //! allocation can never commit (DESIGN §2.2–2.4).
 //!
+//! # Using it
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use mfplane_raft_store::{NodeId, open_sled};
+//! let (log, sm) = open_sled("/var/lib/mfplane")?; // refuses foreign/corrupt/newer dirs
+//! let me: Option<NodeId> = sm.node_identity()?.map(|i| i.node); // who we were
+//! let mut events = sm.subscribe(); // Applied::{SessionsCreated, ..} for the data path
+//! let mut epoch = sm.epoch_watch(); // steering: the bucket table changed
+//! // typ::Raft::new(id, config, network, log, sm.clone()), created and driven inside
+//! // Runtime::scope(seed, ..) so openraft's RNG is seeded.
+//! let sessions = sm.state().session_count(); // reads go through a short-lived guard
+//! # let _ = (log, me, &mut events, &mut epoch, sessions); Ok(()) }
+//! ```
+//!
+//! # Durability
+//! Appends and votes are acknowledged only after the backend's flush. sled 0.34 flushes
+//! with `sync_file_range` on Linux, which survives a process crash (kill -9) but not
+//! necessarily a power loss on a disk with a volatile write cache; the narrow
+//! [`Backend`] trait is there so the log can move to another engine if that matters.
+//! The state machine is in memory and persisted by openraft snapshots; after a restart
+//! openraft re-applies the committed entries that follow the last snapshot.
+//!
 //! # Layout
 //! - [`ids`]: `NodeId`, `Epoch`, `MacAddr`.
 //! - [`member`]: `MemberInfo` (openraft's `Node`) and `NodeRecord`.

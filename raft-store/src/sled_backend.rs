@@ -101,6 +101,12 @@ fn sled_error(path: &Path, e: sled::Error) -> Error {
             path: path.to_path_buf(),
             why: format!("sled reports corruption at {at:?}"),
         },
+        // sled takes an exclusive advisory lock on its `db` file.
+        sled::Error::Io(source) if source.to_string().contains("could not acquire lock") => {
+            Error::Locked {
+                path: path.to_path_buf(),
+            }
+        }
         sled::Error::Io(source) => Error::Io {
             path: path.to_path_buf(),
             source,

@@ -27,7 +27,7 @@ pub const FIRST_NODE_ID: NodeId = NodeId(1);
 pub const MAX_NAME_LEN: usize = 253;
 
 /// The whole replicated state machine data. Read it through a
-/// [`StateReader`](crate::StateReader); it changes only by applying committed commands.
+/// [`StateGuard`](crate::StateGuard); it changes only by applying committed commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterState {
     config: Option<ClusterConfig>,
@@ -598,6 +598,15 @@ impl StateWire {
                 config.bucket_bits.count()
             ));
         }
+        if let Some((bucket, owner)) = self.buckets.iter().find_map(|(b, owner)| {
+            let owner = owner?;
+            let live = st.nodes.get(&owner).is_some_and(|r| !r.retired);
+            (!live).then_some((b, owner))
+        }) {
+            return Err(format!(
+                "bucket {bucket} is owned by {owner}, which is not a live member"
+            ));
+        }
         st.buckets = self.buckets;
         st.install_config(config);
         let bits = config_bits(&st);
@@ -608,6 +617,9 @@ impl StateWire {
                     "session {:?} breaks the port-in-bucket rule",
                     rec.key
                 ));
+            }
+            if st.external_ips.binary_search(&rec.external.ip).is_err() {
+                return Err(format!("session {:?} uses a foreign external IP", rec.key));
             }
             match st.sessions.try_insert(rec) {
                 Ok(Inserted::New) => st.count_session(&rec),

@@ -286,3 +286,15 @@ fn a_store_is_reopened_not_recreated() {
     let (_log, sm) = mfplane_raft_store::open_sled(&path).unwrap();
     assert_eq!(sm.node_identity().unwrap().unwrap().node, NodeId(5));
 }
+
+#[test]
+fn a_directory_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let first = mfplane_raft_store::open_sled(&path).unwrap();
+    let e = open_err(&path);
+    assert!(matches!(e, Error::Locked { .. }), "{e}");
+    assert_names_path(&e, &path);
+    drop(first);
+    mfplane_raft_store::open_sled(&path).unwrap();
+}

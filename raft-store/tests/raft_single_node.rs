@@ -88,6 +88,20 @@ async fn write(raft: &typ::Raft, cmd: Command) -> Response {
     raft.client_write(cmd).await.unwrap().data
 }
 
+/// Opens the sled store, waiting (bounded) for the previous in-process Raft instance's
+/// background tasks to let go of it.
+fn open_sled_when_free(path: &std::path::Path) -> (LogStore, StateMachineStore) {
+    for _ in 0..100 {
+        match mfplane_raft_store::open_sled(path) {
+            Err(mfplane_raft_store::Error::Locked { .. }) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stayed locked for 5 s after shutdown", path.display());
+}
+
 const WAIT: Option<Duration> = Some(Duration::from_secs(10));
 
 async fn lifecycle(open: impl Fn() -> (LogStore, StateMachineStore)) {
@@ -169,15 +183,15 @@ async fn lifecycle(open: impl Fn() -> (LogStore, StateMachineStore)) {
         .await
         .unwrap();
     // More entries after the snapshot: these come back by re-applying the log.
-    write(
-        &raft,
-        Command::AssignBuckets {
+    // (The response's log id, not the metrics: metrics may lag the response.)
+    let applied = raft
+        .client_write(Command::AssignBuckets {
             base_epoch: Epoch(1),
             moves: vec![(BucketId(1), None)],
-        },
-    )
-    .await;
-    let applied = raft.metrics().borrow_watched().last_applied.unwrap();
+        })
+        .await
+        .unwrap()
+        .log_id;
     let hash = sm.state().state_hash();
     assert_eq!(sm.state().session_count(), 480);
     raft.shutdown().await.unwrap();
@@ -207,11 +221,7 @@ async fn lifecycle(open: impl Fn() -> (LogStore, StateMachineStore)) {
 async fn sled_store_under_openraft_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
-    Runtime::scope(
-        11,
-        lifecycle(|| mfplane_raft_store::open_sled(&path).unwrap()),
-    )
-    .await;
+    Runtime::scope(11, lifecycle(|| open_sled_when_free(&path))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
