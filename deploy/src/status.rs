@@ -55,7 +55,23 @@ pub fn nat_status(nat: &Nat, inputs: &StatusInputs<'_>) -> NatStatus {
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_else(|| {
+            // Nobody answered: keep the last known members (marked unreachable). They
+            // are also the record that a cluster exists, which stops the operator from
+            // ever initializing a second one.
+            let previous = nat
+                .status
+                .as_ref()
+                .map(|s| s.members.clone())
+                .unwrap_or_default();
+            previous
+                .into_iter()
+                .map(|m| MemberStatus {
+                    reachable: false,
+                    ..m
+                })
+                .collect()
+        });
     let ours = members
         .iter()
         .filter(|m| names.ordinal_of(&m.name).is_some())
@@ -316,6 +332,32 @@ mod tests {
         let ready = s.conditions.iter().find(|c| c.type_ == READY).unwrap();
         assert_eq!(ready.status, "True");
         assert_eq!(s.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn members_are_remembered_while_nobody_answers() {
+        let mut n = nat(serde_json::json!({}));
+        let (pods, plan) = (pods(3), plan(Progress::Steady, vec![]));
+        let answered = probe(3);
+        let inputs = StatusInputs {
+            pods: &pods,
+            probe: &answered,
+            plan: &plan,
+            change: None,
+            now: Timestamp::UNIX_EPOCH,
+        };
+        n.status = Some(nat_status(&n, &inputs));
+        let silent = Probe::default();
+        let s = nat_status(
+            &n,
+            &StatusInputs {
+                probe: &silent,
+                ..inputs
+            },
+        );
+        assert_eq!(s.members.len(), 3);
+        assert!(s.members.iter().all(|m| !m.reachable));
+        assert_eq!(s.leader, None);
     }
 
     #[test]

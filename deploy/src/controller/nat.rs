@@ -149,6 +149,11 @@ async fn apply_nat(nat: &Nat, ctx: &Context) -> Result<Action> {
     };
     let probe = ctx.admin.probe(&target).await;
     let now = Timestamp::now();
+    let recorded: Vec<String> = nat
+        .status
+        .iter()
+        .flat_map(|s| s.members.iter().map(|m| m.name.clone()))
+        .collect();
     let decided = plan(&Observation {
         names: &names,
         desired: u32::try_from(nat.spec.replicas).unwrap_or(1),
@@ -160,6 +165,7 @@ async fn apply_nat(nat: &Nat, ctx: &Context) -> Result<Action> {
         probe: &probe,
         policy: &nat.spec.membership,
         now,
+        recorded_members: &recorded,
     });
 
     // The children.

@@ -24,6 +24,11 @@ pub struct Observation<'a> {
     pub policy: &'a MembershipPolicy,
     /// The time of the observation.
     pub now: Timestamp,
+    /// Members this Nat's status last recorded (empty for a Nat that never had a
+    /// cluster). A new cluster is initialized only when this is empty: if every worker
+    /// looks empty but a cluster existed, its members may only be away, and a second
+    /// cluster would split the first.
+    pub recorded_members: &'a [String],
 }
 
 /// One change of the cluster's membership.
@@ -287,7 +292,25 @@ impl Planner<'_, '_> {
             }
             return;
         }
-        if probe.pristine.contains(&first.name) {
+        let silent: Vec<&str> = self
+            .obs
+            .pods
+            .iter()
+            .filter(|p| !probe.pristine.contains(&p.name))
+            .map(|p| p.name.as_str())
+            .collect();
+        if !silent.is_empty() {
+            // A pod that is not running may hold the cluster's state.
+            self.plan.waiting.push(format!(
+                "not initializing until every worker pod answers as empty; waiting for {}",
+                silent.join(", ")
+            ));
+        } else if !self.obs.recorded_members.is_empty() {
+            self.plan.degraded.push(format!(
+                "every worker reports an empty store, but this Nat had a cluster (members {}): not starting a new one, which would split it if the old members return; if their volumes are really gone, delete the Nat and create it again",
+                self.obs.recorded_members.join(", ")
+            ));
+        } else if probe.pristine.contains(&first.name) {
             self.set_change(Change::Initialize {
                 pod: first.name.clone(),
             });
@@ -558,6 +581,7 @@ mod tests {
         probe: Probe,
         policy: MembershipPolicy,
         now: Timestamp,
+        recorded: Vec<String>,
     }
 
     fn ts(s: i64) -> Timestamp {
@@ -578,6 +602,7 @@ mod tests {
                     ..MembershipPolicy::default()
                 },
                 now: ts(0),
+                recorded: Vec::new(),
             }
         }
         fn pod(mut self, ordinal: u32, gate: Option<(bool, &str, i64)>) -> Self {
@@ -626,6 +651,7 @@ mod tests {
                 probe: &self.probe,
                 policy: &self.policy,
                 now: self.now,
+                recorded_members: &self.recorded,
             })
         }
     }
@@ -643,6 +669,23 @@ mod tests {
         );
         assert_eq!(p.statefulset_replicas, 3);
         assert_eq!(p.progress, Progress::Initializing);
+    }
+
+    #[test]
+    fn never_starts_a_second_cluster() {
+        // demo-0 lost its volume while demo-1 and demo-2 are away (their pods gone);
+        // the Nat's status remembers them.
+        let mut w = World::new().pod(0, None);
+        w.probe.pristine.insert("demo-0".into());
+        w.recorded = vec!["demo-0".into(), "demo-1".into(), "demo-2".into()];
+        let p = w.plan(3, Some(3));
+        assert_eq!(p.change, None);
+        assert!(p.degraded[0].contains("would split it"), "{:?}", p.degraded);
+        // A pod that exists but is not running may hold the state too.
+        let mut w = World::new().pod(0, None).pod(1, None);
+        w.pods[1].running = false;
+        w.probe.pristine.insert("demo-0".into());
+        assert_eq!(w.plan(3, Some(3)).change, None);
     }
 
     #[test]

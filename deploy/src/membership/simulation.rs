@@ -95,6 +95,7 @@ async fn step(
         probe: &probe,
         policy,
         now: kube.now,
+        recorded_members: &[],
     });
     if let Some(change) = &decided.change {
         // A failed change is reported and retried by a later step.
