@@ -64,6 +64,12 @@ pub struct Engine<T: SessionTable = MemTable> {
     cfg: EngineConfig,
     /// External IPs, host order, in configuration order (the allocator's IP index).
     ext_ips: Vec<u32>,
+    /// `(ip, index into ext_ips)` sorted by IP: every packet asks "is this one of
+    /// ours?", so the lookup is a binary search, not a scan of up to 255 IPs.
+    ext_sorted: Vec<(u32, usize)>,
+    /// The smallest prefix covering every external IP, `(network, mask)`: most
+    /// packets (outbound to the internet) are rejected by one AND and compare.
+    ext_cover: (u32, u32),
     table: T,
     /// Allocation pools of the owned buckets, indexed by bucket number.
     pools: Vec<Option<BucketPool>>,
@@ -95,7 +101,18 @@ impl<T: SessionTable> Engine<T> {
     pub fn with_table(cfg: EngineConfig, table: T) -> Result<Self> {
         cfg.validate()?;
         let seed = seed_of(&cfg);
-        let ext_ips = cfg.external_ips.iter().map(|a| a.to_bits()).collect();
+        let ext_ips: Vec<u32> = cfg.external_ips.iter().map(|a| a.to_bits()).collect();
+        let mut ext_sorted: Vec<(u32, usize)> =
+            ext_ips.iter().enumerate().map(|(i, ip)| (*ip, i)).collect();
+        ext_sorted.sort_unstable();
+        let ext_cover = match (ext_sorted.first(), ext_sorted.last()) {
+            (Some((lo, _)), Some((hi, _))) => {
+                let common = (lo ^ hi).leading_zeros();
+                let mask = u32::MAX.checked_shl(32 - common).unwrap_or(0);
+                (lo & mask, mask)
+            }
+            _ => (0, 0),
+        };
         let buckets = cfg.bucket_bits.count() as usize;
         let frags = FragTracker::new(
             cfg.fragment_slots,
@@ -104,6 +121,8 @@ impl<T: SessionTable> Engine<T> {
         );
         Ok(Engine {
             ext_ips,
+            ext_sorted,
+            ext_cover,
             table,
             pools: vec![None; buckets],
             host_sessions: HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(13))),
@@ -204,7 +223,7 @@ impl<T: SessionTable> Engine<T> {
     pub fn import(&mut self, rec: SessionRecord, now: Timestamp) -> Result<()> {
         let key = rec.key;
         let ext = rec.external;
-        let Some(ip_index) = self.ext_ips.iter().position(|x| *x == ext.ip) else {
+        let Some(ip_index) = self.ext_index(ext.ip) else {
             return Err(Error::UnknownExternalIp {
                 key,
                 ip: Ipv4Addr::from_bits(ext.ip),
@@ -318,7 +337,16 @@ impl<T: SessionTable> Engine<T> {
 
     #[inline]
     fn ext_index(&self, ip: u32) -> Option<usize> {
-        self.ext_ips.iter().position(|x| *x == ip)
+        if ip & self.ext_cover.1 != self.ext_cover.0 {
+            return None;
+        }
+        match self.ext_sorted.as_slice() {
+            [(only, i)] => (*only == ip).then_some(*i),
+            sorted => sorted
+                .binary_search_by_key(&ip, |(x, _)| *x)
+                .ok()
+                .map(|k| sorted[k].1),
+        }
     }
 
     #[inline]

@@ -12,80 +12,110 @@
 use mfplane_core::{BucketBits, BucketId, BucketPorts, FlowHashKey, flow_hash};
 
 const NIL: u16 = u16::MAX;
+/// `prev` of a port that is handed out (not in the free list).
+const USED: u16 = u16::MAX - 1;
 
-/// The free ports of one bucket on one external IP.
-#[derive(Debug, Clone)]
-struct FreeList {
-    next: Vec<u16>,
-    prev: Vec<u16>,
+/// One port index's links, kept together so an operation touches one cache line.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    prev: u16,
+    next: u16,
+}
+
+/// Head, tail and size of one free list.
+#[derive(Debug, Clone, Copy)]
+struct Ends {
     head: u16,
     tail: u16,
     free: u32,
-    used: Vec<bool>,
 }
 
-impl FreeList {
-    fn new(order: &[u16]) -> Self {
-        let n = order.len();
-        let mut l = FreeList {
-            next: vec![NIL; n],
-            prev: vec![NIL; n],
-            head: NIL,
-            tail: NIL,
-            free: 0,
-            used: vec![true; n],
-        };
-        for &i in order {
-            l.push_back(i);
+/// The free lists of one bucket, one per external IP, over one shared link array
+/// (list `ip` uses `links[ip * count..][..count]`), so an allocation touches the
+/// list's ends and two links and chases no further pointers.
+#[derive(Debug, Clone)]
+struct FreeLists {
+    ends: Vec<Ends>,
+    links: Vec<Link>,
+    count: usize,
+}
+
+impl FreeLists {
+    fn new(count: usize, n_lists: usize) -> Self {
+        FreeLists {
+            ends: vec![
+                Ends {
+                    head: NIL,
+                    tail: NIL,
+                    free: 0,
+                };
+                n_lists
+            ],
+            links: vec![
+                Link {
+                    prev: USED,
+                    next: NIL
+                };
+                count * n_lists
+            ],
+            count,
         }
-        l
     }
 
-    fn push_back(&mut self, i: u16) -> bool {
-        let iu = usize::from(i);
-        if !self.used[iu] {
+    #[inline]
+    fn link(&mut self, list: usize, i: u16) -> &mut Link {
+        &mut self.links[list * self.count + usize::from(i)]
+    }
+
+    fn push_back(&mut self, list: usize, i: u16) -> bool {
+        if self.link(list, i).prev != USED {
             return false;
         }
-        self.used[iu] = false;
-        self.next[iu] = NIL;
-        self.prev[iu] = self.tail;
-        if self.tail == NIL {
-            self.head = i;
+        let tail = self.ends[list].tail;
+        *self.link(list, i) = Link {
+            prev: tail,
+            next: NIL,
+        };
+        if tail == NIL {
+            self.ends[list].head = i;
         } else {
-            self.next[usize::from(self.tail)] = i;
+            self.link(list, tail).next = i;
         }
-        self.tail = i;
-        self.free += 1;
+        let e = &mut self.ends[list];
+        e.tail = i;
+        e.free += 1;
         true
     }
 
-    fn unlink(&mut self, i: u16) -> bool {
-        let iu = usize::from(i);
-        if self.used[iu] {
+    fn unlink(&mut self, list: usize, i: u16) -> bool {
+        let Link { prev: p, next: n } = *self.link(list, i);
+        if p == USED {
             return false;
         }
-        let (p, n) = (self.prev[iu], self.next[iu]);
         if p == NIL {
-            self.head = n;
+            self.ends[list].head = n;
         } else {
-            self.next[usize::from(p)] = n;
+            self.link(list, p).next = n;
         }
         if n == NIL {
-            self.tail = p;
+            self.ends[list].tail = p;
         } else {
-            self.prev[usize::from(n)] = p;
+            self.link(list, n).prev = p;
         }
-        self.used[iu] = true;
-        self.free -= 1;
+        *self.link(list, i) = Link {
+            prev: USED,
+            next: NIL,
+        };
+        self.ends[list].free -= 1;
         true
     }
 
-    fn pop_front(&mut self) -> Option<u16> {
-        let h = self.head;
+    fn pop_front(&mut self, list: usize) -> Option<u16> {
+        let h = self.ends.get(list)?.head;
         if h == NIL {
             return None;
         }
-        self.unlink(h);
+        self.unlink(list, h);
         Some(h)
     }
 }
@@ -103,7 +133,7 @@ const fn gcd(mut a: u32, mut b: u32) -> u32 {
 #[derive(Debug, Clone)]
 pub struct BucketPool {
     ports: BucketPorts,
-    per_ip: Vec<FreeList>,
+    lists: FreeLists,
 }
 
 impl BucketPool {
@@ -116,23 +146,24 @@ impl BucketPool {
         key: &FlowHashKey,
     ) -> Option<Self> {
         let ports = BucketPorts::new(bits, bucket)?;
-        let count = ports.count();
-        let per_ip = (0..n_ips)
-            .map(|ip_index| {
-                // Keyed affine permutation of the port indices: i -> (a * i + c) mod n
-                // with gcd(a, n) = 1, from a hash of (ip, bucket). O(n), no sorting.
-                let n = count;
-                let h = flow_hash(key, ip_index as u32 ^ (u32::from(bucket.0) << 8), 0, 0xff);
-                let mut a = ((h >> 16) % n.max(1)) | 1;
-                while gcd(a, n) != 1 {
-                    a += 1;
-                }
-                let c = (h & 0xffff) % n.max(1);
-                let order: Vec<u16> = (0..n).map(|i| ((a * i + c) % n) as u16).collect();
-                FreeList::new(&order)
-            })
-            .collect();
-        Some(BucketPool { ports, per_ip })
+        let n = ports.count();
+        let mut lists = FreeLists::new(n as usize, n_ips);
+        for ip_index in 0..n_ips {
+            // Keyed affine permutation of the port indices: i -> (a * i + c) mod n
+            // with gcd(a, n) = 1, from a hash of (ip, bucket). O(n), no sorting.
+            let h = flow_hash(key, ip_index as u32 ^ (u32::from(bucket.0) << 8), 0, 0xff);
+            let mut a = ((h >> 16) % n.max(1)) | 1;
+            while gcd(a, n) != 1 {
+                a += 1;
+            }
+            let c = (h & 0xffff) % n.max(1);
+            let mut i = c;
+            for _ in 0..n {
+                lists.push_back(ip_index, i as u16);
+                i = (i + a) % n;
+            }
+        }
+        Some(BucketPool { ports, lists })
     }
 
     pub fn bucket(&self) -> BucketId {
@@ -140,31 +171,32 @@ impl BucketPool {
     }
 
     /// Takes a free port on external IP `ip_index`.
+    #[inline]
     pub fn allocate(&mut self, ip_index: usize) -> Option<u16> {
-        let i = self.per_ip.get_mut(ip_index)?.pop_front()?;
+        let i = self.lists.pop_front(ip_index)?;
         self.ports.nth(u32::from(i))
     }
 
     /// Marks `port` used (an imported or pre-existing session). `false` if it was
     /// already used or is not a port of this bucket.
     pub fn mark_used(&mut self, ip_index: usize, port: u16) -> bool {
-        match (self.ports.index_of(port), self.per_ip.get_mut(ip_index)) {
-            (Some(i), Some(l)) => l.unlink(i as u16),
+        match self.ports.index_of(port) {
+            Some(i) if ip_index < self.lists.ends.len() => self.lists.unlink(ip_index, i as u16),
             _ => false,
         }
     }
 
     /// Returns `port` to the free set. `false` if it was already free.
     pub fn free(&mut self, ip_index: usize, port: u16) -> bool {
-        match (self.ports.index_of(port), self.per_ip.get_mut(ip_index)) {
-            (Some(i), Some(l)) => l.push_back(i as u16),
+        match self.ports.index_of(port) {
+            Some(i) if ip_index < self.lists.ends.len() => self.lists.push_back(ip_index, i as u16),
             _ => false,
         }
     }
 
     /// Free ports on `ip_index`.
     pub fn free_count(&self, ip_index: usize) -> u32 {
-        self.per_ip.get(ip_index).map_or(0, |l| l.free)
+        self.lists.ends.get(ip_index).map_or(0, |e| e.free)
     }
 }
 
