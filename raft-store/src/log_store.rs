@@ -16,9 +16,9 @@ use crate::error::Result;
 use crate::flusher::Flusher;
 use crate::typ;
 
-const VOTE_KEY: &[u8] = b"vote";
-const COMMITTED_KEY: &[u8] = b"committed";
-const LAST_PURGED_KEY: &[u8] = b"last_purged";
+pub(crate) const VOTE_KEY: &[u8] = b"vote";
+pub(crate) const COMMITTED_KEY: &[u8] = b"committed";
+pub(crate) const LAST_PURGED_KEY: &[u8] = b"last_purged";
 
 type Entry = <TypeConfig as RaftTypeConfig>::Entry;
 

@@ -9,7 +9,7 @@ use crate::TypeConfig;
 use crate::backend::{Backend, Tree};
 use crate::codec::decode;
 use crate::error::{Error, Result};
-use crate::log_store::LogStore;
+use crate::log_store::{COMMITTED_KEY, LAST_PURGED_KEY, LogStore, VOTE_KEY};
 use crate::memory_backend::MemoryBackend;
 use crate::sled_backend::SledBackend;
 use crate::state_machine::StateMachineStore;
@@ -45,13 +45,13 @@ pub fn open_backend(backend: Arc<dyn Backend>) -> Result<(LogStore, StateMachine
 }
 
 fn check_readable(backend: &dyn Backend) -> Result<()> {
-    if let Some(v) = backend.get(Tree::Meta, b"vote")? {
+    if let Some(v) = backend.get(Tree::Meta, VOTE_KEY)? {
         decode::<typ::Vote>("vote", &v)?;
     }
-    if let Some(v) = backend.get(Tree::Meta, b"committed")? {
+    if let Some(v) = backend.get(Tree::Meta, COMMITTED_KEY)? {
         decode::<typ::LogId>("committed log id", &v)?;
     }
-    if let Some(v) = backend.get(Tree::Meta, b"last_purged")? {
+    if let Some(v) = backend.get(Tree::Meta, LAST_PURGED_KEY)? {
         decode::<typ::LogId>("last purged log id", &v)?;
     }
     let all = (Bound::Unbounded, Bound::Unbounded);

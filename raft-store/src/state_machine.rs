@@ -160,8 +160,9 @@ impl StateMachineStore {
         StateGuard(self.read())
     }
 
-    /// What gets applied from now on. After `Lagged` or [`Applied::SnapshotInstalled`],
-    /// resync from [`state`](Self::state).
+    /// What gets applied from now on. Subscribe *before* reading the initial state from
+    /// [`state`](Self::state) (applying an event twice is harmless, missing one is not).
+    /// After `Lagged` or [`Applied::SnapshotInstalled`], resync from `state()`.
     pub fn subscribe(&self) -> broadcast::Receiver<Applied> {
         self.shared.events.subscribe()
     }

@@ -298,3 +298,30 @@ fn a_directory_in_use_is_refused() {
     drop(first);
     mfplane_raft_store::open_sled(&path).unwrap();
 }
+
+/// The flush discipline, observed on the memory backend (which counts unflushed writes):
+/// appends and votes are durable when acknowledged; the committed marker rides along
+/// with the next flush.
+#[tokio::test]
+async fn appends_and_votes_are_durable_when_acknowledged() {
+    let backend = MemoryBackend::new();
+    let (mut log, _sm) = mfplane_raft_store::open_memory(&backend);
+    Runtime::scope(9, async {
+        log.blocking_append([entry(1, setup_commands(4).remove(0))])
+            .await
+            .unwrap();
+        assert_eq!(backend.unflushed_writes(), 0);
+        log.save_committed(Some(log_id(1))).await.unwrap();
+        assert_eq!(backend.unflushed_writes(), 1);
+        log.save_vote(&typ::Vote::new(1, NodeId(1))).await.unwrap();
+        assert_eq!(backend.unflushed_writes(), 0);
+        log.truncate_after(None).await.unwrap();
+        assert_eq!(backend.unflushed_writes(), 0);
+        log.purge(log_id(0)).await.unwrap();
+        assert!(
+            backend.unflushed_writes() > 0,
+            "purge needs no flush of its own"
+        );
+    })
+    .await;
+}
