@@ -1,5 +1,5 @@
 //! `mfplane-operator`: runs the Nat and Node controllers while this replica holds the
-//! leader lease, and serves `/metrics`, `/health` and `/ready`.
+//! leader lease, and serves `/metrics`, `/health`, `/ready` and `PUT /log-level`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, put};
 use clap::Parser;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mfplane_operator::admin::GrpcAdmin;
@@ -49,10 +49,38 @@ struct Health {
     leading: AtomicBool,
 }
 
+/// Changes the log filter of the running process.
+type LogLevel =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
 #[derive(Clone)]
 struct Http {
     prometheus: PrometheusHandle,
     health: Arc<Health>,
+    log_level: LogLevel,
+}
+
+/// `PUT /log-level` with a filter such as `debug` or `info,mfplane_operator=trace`:
+/// more detail while debugging a live cluster, without a restart (which would hand
+/// leadership to the other replica).
+async fn set_log_level(State(http): State<Http>, body: String) -> (StatusCode, String) {
+    let wanted = body.trim();
+    match tracing_subscriber::EnvFilter::try_new(wanted) {
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("{wanted:?} is not a log filter (e.g. info,mfplane_operator=debug): {e}\n"),
+        ),
+        Ok(filter) => match http.log_level.reload(filter) {
+            Ok(()) => {
+                info!(filter = wanted, "log filter changed");
+                (StatusCode::OK, format!("log filter is now {wanted}\n"))
+            }
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot change the log filter: {e}\n"),
+            ),
+        },
+    }
 }
 
 async fn metrics_page(State(http): State<Http>) -> String {
@@ -104,23 +132,30 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let (filter, log_level) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer())
         .init();
     let args = Args::parse();
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
     let health = Arc::new(Health::default());
+    mfplane_operator::metrics::leader(false);
     let app = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/health", get(health_page))
         .route("/ready", get(ready_page))
+        .route("/log-level", put(set_log_level))
         .with_state(Http {
             prometheus,
             health: health.clone(),
+            log_level,
         });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

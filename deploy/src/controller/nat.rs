@@ -220,6 +220,7 @@ async fn apply_nat(nat: &Nat, ctx: &Context) -> Result<Action> {
         },
     );
     write_status(&nats, &names.nat, &status).await?;
+    metrics::nat(&names.key(), &status, nat.spec.replicas, voters);
     Ok(next_look(&decided, change.as_ref()))
 }
 
