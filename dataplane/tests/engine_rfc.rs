@@ -464,6 +464,31 @@ fn rfc5508_outbound_icmp_error_translates_to_external() {
 }
 
 #[test]
+fn rfc5508_hairpinned_icmp_error_is_translated_both_ways() {
+    let mut e = engine();
+    let b_ext = mapped(&mut e, &Pkt::udp(HOST_B, 5000, REMOTE, 53));
+    // A sends to B's external endpoint; B receives it hairpinned...
+    let (v, delivered) = run(&mut e, &Pkt::udp(HOST_A, 6000, b_ext.ip, b_ext.port), at(1));
+    assert_eq!(v, Verdict::Translated(Direction::Hairpin));
+    let a_ext = seen(&delivered);
+    // ...and answers with port unreachable quoting it, addressed to A's external IP.
+    let mut f = icmp_error(HOST_B, a_ext.src, 3, 3, &delivered[14..], 8);
+    assert_eq!(
+        e.process(&mut f, at(2)),
+        Verdict::Translated(Direction::Hairpin)
+    );
+    assert_checksums_valid(&f);
+    // A sees an error from B's external address about the packet exactly as A sent it.
+    let s = seen(&f);
+    assert_eq!((s.src, s.dst), (b_ext.ip, HOST_A));
+    let q = &f[14 + 28..];
+    assert_eq!(
+        &q[..28],
+        &Pkt::udp(HOST_A, 6000, b_ext.ip, b_ext.port).ip()[..28]
+    );
+}
+
+#[test]
 fn rfc5508_icmp_error_without_mapping_is_dropped() {
     let mut e = engine();
     let ghost = Pkt::udp(EXT, 4444, REMOTE, 53).ip();

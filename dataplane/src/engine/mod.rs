@@ -285,9 +285,8 @@ impl<T: SessionTable> Engine<T> {
                 self.host_sessions.remove(&key.inside.ip);
             }
         }
-        if self.cfg.filtering == Filtering::AddressAndPortDependent {
-            self.permissions.retain(|(k, _), _| k != key);
-        }
+        // Its filter permissions are left to `gc`: finding them here would cost a scan
+        // of all permissions per removal.
         self.counters.sessions_removed += 1;
         Some(s.record)
     }
@@ -320,12 +319,32 @@ impl<T: SessionTable> Engine<T> {
         });
     }
 
-    /// [`expired`](Self::expired) and [`remove`](Self::remove) in one step, for a
-    /// standalone engine with nothing to replicate. Returns the removed records.
+    /// [`expired`](Self::expired), [`remove`](Self::remove) and [`gc`](Self::gc) in
+    /// one step, for a standalone engine with nothing to replicate. Returns the
+    /// removed records.
     pub fn expire(&mut self, now: Timestamp) -> Vec<SessionRecord> {
         let mut keys = Vec::new();
         self.expired(now, &mut keys);
-        keys.iter().filter_map(|k| self.remove(k)).collect()
+        let removed = keys.iter().filter_map(|k| self.remove(k)).collect();
+        self.gc(now);
+        removed
+    }
+
+    /// Drops filter permissions that have timed out or whose session is gone. Call
+    /// it periodically (for example with each expiry sweep); it scans the
+    /// permissions once.
+    pub fn gc(&mut self, now: Timestamp) {
+        let (table, t) = (&self.table, &self.cfg.timeouts);
+        self.permissions.retain(|(key, _), at| {
+            table
+                .get(key)
+                .is_some_and(|s| now.0.saturating_sub(*at) <= s.timeout_ms(t))
+        });
+    }
+
+    /// Number of address-and-port-dependent filter permissions held.
+    pub fn permission_count(&self) -> usize {
+        self.permissions.len()
     }
 
     /// Index of the external IP paired with an inside host (RFC 4787 REQ-2): a keyed

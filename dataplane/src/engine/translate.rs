@@ -314,8 +314,9 @@ impl<T: SessionTable> Engine<T> {
     /// RFC 5508: an ICMP error is translated with the packet it quotes. Inbound (to an
     /// external IP), the quote is a packet we sent out: its source is the external
     /// endpoint. Outbound (from inside), the quote is a packet we delivered: its
-    /// destination is the inside endpoint. The session is neither created nor
-    /// refreshed nor closed by an error (RFC 4787 REQ-12).
+    /// destination is the inside endpoint. An error from inside to an external IP
+    /// (about a hairpinned packet) gets both translations. The session is neither
+    /// created nor refreshed nor closed by an error (RFC 4787 REQ-12).
     fn icmp_error(
         &mut self,
         iph: &mut Ipv4Hdr,
@@ -364,8 +365,15 @@ impl<T: SessionTable> Engine<T> {
                 u16::from_be_bytes([ql4[2], ql4[3]]),
             ),
         };
-        let (side, new, outer_side) = if self.ext_index(dst).is_some() {
-            // Inbound error about a packet we sent from `qsrc:qsport` (external).
+        let to_external = self.ext_index(dst).is_some();
+        let from_inside = self.is_inside(src);
+        if to_external && from_inside && !self.cfg.hairpinning {
+            return Err(DropReason::NotOurs);
+        }
+        // Up to two rewrites: (quoted side, new endpoint, outer side).
+        let mut changes = [None, None];
+        if to_external {
+            // About a packet we sent from `qsrc:qsport` (an external endpoint).
             if qsrc != dst {
                 return Err(DropReason::NoSession);
             }
@@ -377,40 +385,43 @@ impl<T: SessionTable> Engine<T> {
                 .table
                 .get_by_external(&ext_key)
                 .ok_or(DropReason::NoSession)?;
-            (Side::Src, s.record.key.inside, Side::Dst)
-        } else if self.is_inside(src) {
-            // Outbound error about a packet we delivered to `qdst:qdport` (inside).
+            changes[0] = Some((Side::Src, s.record.key.inside, Side::Dst));
+        }
+        if from_inside {
+            // About a packet we delivered to `qdst:qdport` (an inside endpoint).
             let key = SessionKey {
                 proto: qproto,
                 inside: Endpoint::new(qdst, qdport),
             };
             let s = self.table.get(&key).ok_or(DropReason::NoSession)?;
-            (Side::Dst, s.record.external, Side::Src)
-        } else {
-            return Err(DropReason::NotOurs);
+            changes[1] = Some((Side::Dst, s.record.external, Side::Src));
+        }
+        let direction = match (to_external, from_inside) {
+            (true, true) => Direction::Hairpin,
+            (true, false) => Direction::Inbound,
+            (false, true) => Direction::Outbound,
+            (false, false) => return Err(DropReason::NotOurs),
         };
         let qiph: &mut Ipv4Hdr = from_bytes_mut(qip_bytes).ok_or(DropReason::Truncated)?;
         let (lead_bytes, rest) = ql4.split_at_mut(8);
-        let lead: &mut L4Lead = from_bytes_mut(lead_bytes).ok_or(DropReason::Truncated)?;
-        // The quoted TCP checksum (bytes 16..18) is updated when it was quoted.
-        let tcp_check = if qproto == Proto::Tcp {
-            rest.get_mut(8..10)
-                .and_then(|c| <&mut [u8; 2]>::try_from(c).ok())
-        } else {
-            None
-        };
         let kind = L4Kind::from_proto(qproto);
-        let fields = L4Fields::quoted(lead, kind, side, tcp_check);
-        let delta = rewrite_endpoint(qiph, side, Some(fields), new);
+        let mut delta = mfplane_core::CsumDelta::ZERO;
+        for (side, new, outer_side) in changes.into_iter().flatten() {
+            let lead: &mut L4Lead = from_bytes_mut(lead_bytes).ok_or(DropReason::Truncated)?;
+            // The quoted TCP checksum (bytes 16..18) is updated when it was quoted.
+            let tcp_check = if qproto == Proto::Tcp {
+                rest.get_mut(8..10)
+                    .and_then(|c| <&mut [u8; 2]>::try_from(c).ok())
+            } else {
+                None
+            };
+            let fields = L4Fields::quoted(lead, kind, side, tcp_check);
+            delta = delta.merge(rewrite_endpoint(qiph, side, Some(fields), new));
+            rewrite_addr(iph, outer_side, new.ip);
+        }
         let ih: &mut IcmpHdr = from_bytes_mut(icmp_hdr).ok_or(DropReason::Truncated)?;
         delta.apply_to(&mut ih.check);
-        rewrite_addr(iph, outer_side, new.ip);
         self.counters.icmp_errors_translated += 1;
-        let direction = if outer_side == Side::Dst {
-            Direction::Inbound
-        } else {
-            Direction::Outbound
-        };
         Ok(Verdict::Translated(direction))
     }
 }
