@@ -7,6 +7,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Batch, KeyRange, Op, Pairs, Tree};
 use crate::error::{Error, Result};
@@ -18,6 +19,10 @@ pub const STORE_FORMAT: u8 = 1;
 /// Meta key of the header that marks a directory as an mfplane store.
 pub(crate) const HEADER_KEY: &[u8] = b"store";
 const HEADER_MAGIC: &[u8] = b"mfplane-raft-store:";
+
+/// sled's page cache (a soft limit; sled's default is 1 GiB). The hot data is the log tail
+/// and the last snapshot, and several members may share one host in a lab.
+const CACHE_BYTES: u64 = 256 << 20;
 
 /// Files sled 0.34 always creates in its directory.
 const SLED_FILES: [&str; 2] = ["conf", "db"];
@@ -118,15 +123,33 @@ fn sled_error(path: &Path, e: sled::Error) -> Error {
     }
 }
 
+/// How long to wait for a lock that a just-closed store in this process may still hold:
+/// sled's background flusher releases the database a moment after the last handle drops.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+fn open_db(path: &Path) -> Result<sled::Db> {
+    let start = Instant::now();
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| sled_error(path, e))
+        {
+            Err(Error::Locked { .. }) if start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SledBackend {
     /// Opens (or creates) the store in `path`. See the module docs for what is refused.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let existing = inspect(path)?;
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|e| sled_error(path, e))?;
+        let db = open_db(path)?;
         let err = |e| sled_error(path, e);
 
         let names = db.tree_names();

@@ -88,20 +88,6 @@ async fn write(raft: &typ::Raft, cmd: Command) -> Response {
     raft.client_write(cmd).await.unwrap().data
 }
 
-/// Opens the sled store, waiting (bounded) for the previous in-process Raft instance's
-/// background tasks to let go of it.
-fn open_sled_when_free(path: &std::path::Path) -> (LogStore, StateMachineStore) {
-    for _ in 0..100 {
-        match mfplane_raft_store::open_sled(path) {
-            Err(mfplane_raft_store::Error::Locked { .. }) => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            other => return other.unwrap(),
-        }
-    }
-    panic!("{} stayed locked for 5 s after shutdown", path.display());
-}
-
 const WAIT: Option<Duration> = Some(Duration::from_secs(10));
 
 async fn lifecycle(open: impl Fn() -> (LogStore, StateMachineStore)) {
@@ -221,7 +207,11 @@ async fn lifecycle(open: impl Fn() -> (LogStore, StateMachineStore)) {
 async fn sled_store_under_openraft_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
-    Runtime::scope(11, lifecycle(|| open_sled_when_free(&path))).await;
+    Runtime::scope(
+        11,
+        lifecycle(|| mfplane_raft_store::open_sled(&path).unwrap()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
