@@ -96,6 +96,15 @@ pub async fn drain(member: &Arc<Member>, id: NodeId) -> Result<Epoch> {
 }
 
 async fn drain_locked(member: &Arc<Member>, id: NodeId) -> Result<Epoch> {
+    let owned = member.state().buckets().count_owned_by(id);
+    let (mut takers, _) = controller::eligible(member);
+    takers.remove(&id);
+    if owned > 0 && takers.is_empty() {
+        // Refuse before marking it draining: a refused request changes nothing.
+        return Err(Error::FailedPrecondition(format!(
+            "node {id} still owns {owned} buckets and no other voter can take them: add and promote a member first"
+        )));
+    }
     let draining = member.state().node(id).is_some_and(|r| r.draining);
     if !draining {
         match member

@@ -82,7 +82,7 @@ pub async fn step(member: &Arc<Member>) -> Result<()> {
 
 /// Members that may own buckets right now, with the reason each excluded voter with
 /// buckets is excluded (for failover records).
-fn eligible(member: &Member) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
+pub(crate) fn eligible(member: &Member) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
     let voters = member.voters();
     let timing = member.config.timing;
     let now = Instant::now();

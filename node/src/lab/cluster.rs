@@ -78,13 +78,22 @@ pub fn sibling_binary(name: &str) -> PathBuf {
     dir.parent().map(|p| p.join(name)).unwrap_or(here)
 }
 
-/// A lab that is up. Dropping it kills its processes; call [`Lab::down`] (or
-/// [`topology::teardown`] with the prefix) to remove the network too.
+/// A lab that is up. Dropping it (or [`Lab::down`]) kills its processes and removes
+/// its namespaces, so a failing test or a panic leaves nothing behind.
 #[derive(Debug)]
 pub struct Lab {
     pub spec: LabSpec,
     pub topo: Topology,
     pub procs: Supervisor,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.procs.kill_all();
+        if let Err(e) = topology::teardown(&self.spec.prefix) {
+            tracing::warn!(error = %e, prefix = %self.spec.prefix, "removing the lab's namespaces failed");
+        }
+    }
 }
 
 impl Lab {
@@ -122,11 +131,11 @@ impl Lab {
         built
     }
 
-    /// Stops every process and removes every namespace of the lab.
-    pub fn down(self) -> Result<usize> {
-        let prefix = self.spec.prefix.clone();
-        drop(self.procs);
-        topology::teardown(&prefix)
+    /// Stops every process and removes every namespace of the lab. Dropping the lab
+    /// does the same (for error paths and panics); this reports how it went.
+    pub fn down(mut self) -> Result<usize> {
+        self.procs.kill_all();
+        topology::teardown(&self.spec.prefix)
     }
 
     /// The gRPC address of worker `index`.

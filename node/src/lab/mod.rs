@@ -8,10 +8,12 @@
 //! - [`traffic`]: verifiable long-lived TCP streams and their stall measurement.
 //! - [`cluster`]: a running lab: daemons, load balancer, gRPC clients into the lab.
 //! - [`drill`]: connections, a fault (crash, scale-out, scale-in), and the report.
+//! - [`cli`]: the `mfpctl lab` subcommands.
 //!
 //! Everything the lab creates carries its name prefix, and a guard removes it all when
 //! the lab ends, on error paths and panics included.
 
+pub mod cli;
 pub mod cluster;
 pub mod drill;
 pub mod netns;

@@ -103,13 +103,18 @@ impl Supervisor {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.children.keys().map(String::as_str)
     }
-}
 
-impl Drop for Supervisor {
-    fn drop(&mut self) {
+    /// Kills every process (SIGKILL) and reaps it.
+    pub fn kill_all(&mut self) {
         for (_, mut child) in std::mem::take(&mut self.children) {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.kill_all();
     }
 }

@@ -1,0 +1,341 @@
+//! Bad input gets a clear error and changes nothing: malformed admin requests, unknown
+//! node ids, a second join of a name, removing the last voter, undecodable internal
+//! payloads, bad configuration, and unusable data directories.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{BIN, CTL, Cluster};
+use mfplane_proto::admin::{JoinRequest, NodeRequest, StatusRequest, admin_client::AdminClient};
+use mfplane_proto::raft::{RaftPayload, raft_client::RaftClient};
+use mfplane_proto::sessions::{ListRequest, LookupRequest, sessions_client::SessionsClient};
+use tonic::Code;
+
+fn join_req(name: &str, addr: &str, ip: &str, mac: &str) -> JoinRequest {
+    JoinRequest {
+        name: name.into(),
+        raft_addr: addr.into(),
+        data_ip: ip.into(),
+        data_mac: mac.into(),
+    }
+}
+
+#[track_caller]
+fn expect(r: Result<impl std::fmt::Debug, tonic::Status>, code: Code, needle: &str) {
+    match r {
+        Ok(v) => panic!("expected {code:?} mentioning {needle:?}, got {v:?}"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "{s:?}");
+            assert!(
+                s.message().contains(needle),
+                "message {:?} should mention {needle:?}",
+                s.message()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_conflicting_requests_are_refused_clearly() {
+    let mut c = Cluster::new(43, 24300);
+    // One voter only: learners are not auto-promoted in this test, so n1 is the last voter.
+    c.start(
+        0,
+        &["--init".into(), "--external-ip".into(), "192.0.2.1".into()],
+    );
+    common::wait_until(
+        Duration::from_secs(60),
+        "the first member to own every bucket",
+        || async {
+            c.state(0)
+                .await
+                .is_some_and(|s| s.leader == s.node && s.buckets_owned == 256)
+        },
+    )
+    .await;
+    let ch = common::channel(&c.addrs(0).grpc).await.unwrap();
+    let mut admin = AdminClient::new(ch.clone());
+    let before = c.state(0).await.unwrap();
+
+    expect(
+        admin
+            .join(join_req(
+                "n9",
+                "127.43.0.9:1",
+                "10.0.0.300",
+                "02:00:00:00:00:09",
+            ))
+            .await,
+        Code::InvalidArgument,
+        "data_ip",
+    );
+    expect(
+        admin
+            .join(join_req("n9", "127.43.0.9:1", "10.0.0.9", "02:00:00:09"))
+            .await,
+        Code::InvalidArgument,
+        "data_mac",
+    );
+    expect(
+        admin
+            .join(join_req("n9", "no-port", "10.0.0.9", "02:00:00:00:00:09"))
+            .await,
+        Code::InvalidArgument,
+        "raft_addr",
+    );
+    expect(
+        admin
+            .join(join_req("bad name", "h:1", "10.0.0.9", "02:00:00:00:00:09"))
+            .await,
+        Code::InvalidArgument,
+        "name",
+    );
+    expect(
+        admin
+            .join(join_req(
+                "n1",
+                "127.43.0.9:1",
+                "10.0.0.9",
+                "02:00:00:00:00:09",
+            ))
+            .await,
+        Code::AlreadyExists,
+        "mfpctl remove 1",
+    );
+    for call in ["promote", "drain", "remove", "transfer"] {
+        let r = match call {
+            "promote" => admin.promote(NodeRequest { node_id: 99 }).await,
+            "drain" => admin.drain(NodeRequest { node_id: 99 }).await,
+            "remove" => admin.remove(NodeRequest { node_id: 99 }).await,
+            _ => admin.transfer_leader(NodeRequest { node_id: 99 }).await,
+        };
+        expect(r, Code::NotFound, "node 99");
+        expect(
+            admin.promote(NodeRequest { node_id: 0 }).await,
+            Code::InvalidArgument,
+            "node_id",
+        );
+    }
+    expect(
+        admin.remove(NodeRequest { node_id: 1 }).await,
+        Code::FailedPrecondition,
+        "last voter",
+    );
+    expect(
+        admin.drain(NodeRequest { node_id: 1 }).await,
+        Code::FailedPrecondition,
+        "still owns",
+    );
+    expect(
+        admin
+            .initialize(mfplane_proto::admin::InitializeRequest {})
+            .await,
+        Code::FailedPrecondition,
+        "already belongs",
+    );
+
+    let mut raft = RaftClient::new(ch.clone());
+    expect(
+        raft.append_entries(RaftPayload {
+            payload: vec![0xff; 7],
+        })
+        .await,
+        Code::InvalidArgument,
+        "undecodable",
+    );
+    expect(
+        raft.forward(RaftPayload { payload: vec![] }).await,
+        Code::InvalidArgument,
+        "undecodable",
+    );
+
+    let mut sessions = SessionsClient::new(ch.clone());
+    expect(
+        sessions
+            .list(ListRequest {
+                limit: 20_000,
+                page_token: String::new(),
+                owner: 0,
+            })
+            .await,
+        Code::InvalidArgument,
+        "10000",
+    );
+    expect(
+        sessions
+            .list(ListRequest {
+                limit: 10,
+                page_token: "garbage".into(),
+                owner: 0,
+            })
+            .await,
+        Code::InvalidArgument,
+        "page_token",
+    );
+    expect(
+        sessions
+            .list(ListRequest {
+                limit: 10,
+                page_token: String::new(),
+                owner: 77,
+            })
+            .await,
+        Code::NotFound,
+        "node 77",
+    );
+    expect(
+        sessions
+            .lookup(LookupRequest {
+                proto: "sctp".into(),
+                by: None,
+            })
+            .await,
+        Code::InvalidArgument,
+        "sctp",
+    );
+
+    // None of that changed the cluster.
+    let after = c.state(0).await.unwrap();
+    assert_eq!(after.sessions, before.sessions);
+    assert_eq!(
+        after.buckets_owned, before.buckets_owned,
+        "n1 still owns every bucket"
+    );
+    let st = admin.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        st.members.len(),
+        1,
+        "no member was registered by a bad join: {st:?}"
+    );
+    assert!(
+        !st.members[0].draining,
+        "the refused drain left no draining flag behind"
+    );
+
+    // A member whose join is refused stops with the reason.
+    let dup = Command::new(BIN)
+        .args(["--name", "n1", "--data-dir"])
+        .arg(c.dir.path().join("dup"))
+        .args([
+            "--listen",
+            "127.43.0.5:24300",
+            "--data-ip",
+            "10.0.0.5",
+            "--data-mac",
+            "02:00:00:00:00:05",
+            "--join",
+            &c.addrs(0).grpc,
+        ])
+        .output()
+        .unwrap();
+    assert!(!dup.status.success());
+    let err = String::from_utf8_lossy(&dup.stderr);
+    assert!(err.contains("already registered as node 1"), "{err}");
+}
+
+#[test]
+fn bad_configuration_names_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let d = dir.path().join("d").display().to_string();
+    let base = [
+        "--name",
+        "x",
+        "--data-dir",
+        &d,
+        "--listen",
+        "127.43.1.1:24390",
+        "--data-ip",
+        "10.0.0.1",
+    ];
+    let err = run(&base);
+    assert!(err.contains("--data-mac"), "{err}");
+    let mut args = base.to_vec();
+    args.extend(["--data-mac", "zz:00:00:00:00:00"]);
+    let err = run(&args);
+    assert!(
+        err.contains("--data-mac") && err.contains("aa:bb:cc:dd:ee:ff"),
+        "{err}"
+    );
+    let mut args = base.to_vec();
+    args.extend(["--data-mac", "02:00:00:00:00:01", "--init"]);
+    let err = run(&args);
+    assert!(err.contains("--external-ip"), "{err}");
+    let mut args = base.to_vec();
+    args.extend(["--data-mac", "02:00:00:00:00:01", "--bucket-bits", "20"]);
+    let err = run(&args);
+    assert!(err.contains("--bucket-bits"), "{err}");
+}
+
+#[test]
+fn unusable_data_directories_are_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory holding something that is not an mfplane store.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"precious").unwrap();
+    // A file where a directory should be.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    for (path, needle) in [(&foreign, "foreign"), (&file, "file")] {
+        let out = Command::new(BIN)
+            .args(["--name", "x", "--data-dir"])
+            .arg(path)
+            .args([
+                "--listen",
+                "127.43.2.1:24391",
+                "--data-ip",
+                "10.0.0.1",
+                "--data-mac",
+                "02:00:00:00:00:01",
+                "--init",
+                "--external-ip",
+                "192.0.2.1",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&path.display().to_string()),
+            "the error names the path: {err}"
+        );
+        let _ = needle;
+    }
+    assert_eq!(
+        std::fs::read(foreign.join("notes.txt")).unwrap(),
+        b"precious"
+    );
+    assert_eq!(
+        std::fs::read_dir(&foreign).unwrap().count(),
+        1,
+        "nothing was written into the foreign directory"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
+}
+
+#[test]
+fn mfpctl_says_when_no_member_answers() {
+    let out = Command::new(CTL)
+        .args([
+            "--server",
+            "127.43.3.1:1,127.43.3.2:1",
+            "--timeout",
+            "1s",
+            "status",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no member answered") && err.contains("127.43.3.2:1"),
+        "{err}"
+    );
+}
