@@ -36,6 +36,7 @@ pub const MAX_REPLICAS: i32 = 64;
     status = "NatStatus",
     derive = "PartialEq",
     category = "mfplane",
+    doc = "A NAT cluster: how many members it has and what it translates. Which member owns which flows lives in the cluster's replicated state, not here.",
     scale(
         spec_replicas_path = ".spec.replicas",
         status_replicas_path = ".status.replicas",
@@ -45,7 +46,7 @@ pub const MAX_REPLICAS: i32 = 64;
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", description = "Voting members that serve traffic"),
     printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader", description = "Pod of the Raft leader"),
     printcolumn(name = "Epoch", type_ = "integer", json_path = ".status.epoch", description = "Version of the bucket table"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase", description = "Ready, Scaling or Degraded"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase", description = "Ready, Scaling, Degraded or Pending"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 40").message(Message::Expression(
         "'metadata.name: ' + self.metadata.name + ' is too long: use at most 40 characters (it prefixes the worker pods, the Service and the StatefulSet)'".into()

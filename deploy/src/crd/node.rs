@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
     plural = "nodes",
     shortname = "mfnode",
     category = "mfplane",
+    doc = "A machine that runs mfplane load-balancer or worker functions, named after its Kubernetes node, and its data interfaces.",
     status = "NodeStatus",
     derive = "PartialEq",
     printcolumn(name = "Role", type_ = "string", json_path = ".spec.role"),

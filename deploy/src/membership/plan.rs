@@ -377,7 +377,7 @@ impl Planner<'_, '_> {
         }
 
         // 2. Scale in: the highest member beyond the desired size goes first.
-        if let Some((_, m)) = ours.iter().rev().find(|(o, _)| *o >= obs.desired) {
+        if let Some((ordinal, m)) = ours.iter().rev().find(|(o, _)| *o >= obs.desired) {
             self.plan.progress = Progress::ScalingIn;
             self.leaving(m.name.as_str());
             let other_voters = view
@@ -385,12 +385,19 @@ impl Planner<'_, '_> {
                 .iter()
                 .filter(|x| x.role == Role::Voter && x.id != m.id)
                 .count();
-            if other_voters == 0 {
+            if m.role == Role::Learner {
+                // A learner owns no buckets and has no vote: nothing to drain.
+                self.set_change(Change::Remove {
+                    pod: m.name.clone(),
+                    id: m.id,
+                    why: "scale-in (a learner, owns no buckets)".into(),
+                });
+            } else if other_voters == 0 {
                 self.plan.degraded.push(format!(
                     "cannot remove {} (node {}): it is the last voter; scale the Nat to at least {}",
                     m.name,
                     m.id,
-                    m.name.rsplit('-').next().and_then(|o| o.parse::<u32>().ok()).map_or(1, |o| o + 1)
+                    ordinal + 1
                 ));
             } else {
                 self.set_change(Change::Drain {
@@ -861,6 +868,20 @@ mod tests {
                 pod: "demo-1".into(),
                 id: NodeId(2)
             })
+        );
+    }
+
+    #[test]
+    fn a_learner_beyond_the_size_is_removed_without_a_drain() {
+        let w = World::new()
+            .member(0, Role::Voter, 100)
+            .member(1, Role::Learner, 10)
+            .pod(0, None)
+            .pod(1, None);
+        let p = w.plan(1, Some(2));
+        assert!(
+            matches!(p.change, Some(Change::Remove { ref pod, .. }) if pod == "demo-1"),
+            "{p:?}"
         );
     }
 
