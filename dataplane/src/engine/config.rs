@@ -89,6 +89,11 @@ impl Ipv4Prefix {
         if len == 0 { 0 } else { u32::MAX << (32 - len) }
     }
 
+    /// `(network, mask)`, host order.
+    pub const fn network_and_mask(&self) -> (u32, u32) {
+        (self.addr, Self::mask_of(self.len))
+    }
+
     /// `true` if host-order `ip` lies in the prefix.
     #[inline]
     pub const fn contains(&self, ip: u32) -> bool {

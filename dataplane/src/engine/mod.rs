@@ -70,6 +70,8 @@ pub struct Engine<T: SessionTable = MemTable> {
     /// The smallest prefix covering every external IP, `(network, mask)`: most
     /// packets (outbound to the internet) are rejected by one AND and compare.
     ext_cover: (u32, u32),
+    /// Inside prefixes as `(network, mask)`, precomputed for the per-packet check.
+    inside: Vec<(u32, u32)>,
     table: T,
     /// Allocation pools of the owned buckets, indexed by bucket number.
     pools: Vec<Option<BucketPool>>,
@@ -123,6 +125,11 @@ impl<T: SessionTable> Engine<T> {
             ext_ips,
             ext_sorted,
             ext_cover,
+            inside: cfg
+                .inside_prefixes
+                .iter()
+                .map(|p| p.network_and_mask())
+                .collect(),
             table,
             pools: vec![None; buckets],
             host_sessions: HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(13))),
@@ -370,7 +377,7 @@ impl<T: SessionTable> Engine<T> {
 
     #[inline]
     fn is_inside(&self, ip: u32) -> bool {
-        self.cfg.inside_prefixes.iter().any(|p| p.contains(ip))
+        self.inside.iter().any(|(net, mask)| ip & mask == *net)
     }
 
     /// Allocates an external endpoint for a new session of `key` in `bucket`.
