@@ -398,6 +398,58 @@ mod tests {
             done(server).await;
         }
 
+        #[tokio::test(start_paused = true)]
+        async fn leading_ends_when_another_replica_holds_the_lease() {
+            let (e, api) = elector();
+            let server = api.run(vec![
+                Exchange::new(
+                    Method::GET,
+                    LEASE,
+                    Reply::Json(StatusCode::OK, held_by("me", Timestamp::now())),
+                ),
+                Exchange::new(Method::PUT, LEASE, Reply::Echo),
+                Exchange::new(
+                    Method::GET,
+                    LEASE,
+                    Reply::Json(StatusCode::OK, held_by("other", Timestamp::now())),
+                ),
+            ]);
+            match e.hold().await {
+                Error::LostLeadership { lease, reason } => {
+                    assert_eq!(lease, "mfplane-system/mfplane-operator");
+                    assert!(reason.contains("another replica"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+            done(server).await;
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn leading_ends_before_the_lease_can_expire_when_renewals_fail() {
+            let (e, api) = elector();
+            let started = tokio::time::Instant::now();
+            // Renewals every 2 s fail; at the 10 s renew deadline the replica stops,
+            // 5 s before another one may take the 15 s lease over.
+            let script = (0..5)
+                .map(|_| {
+                    Exchange::new(
+                        Method::GET,
+                        LEASE,
+                        Reply::Error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+                    )
+                })
+                .collect();
+            let server = api.run(script);
+            match e.hold().await {
+                Error::LostLeadership { reason, .. } => {
+                    assert!(reason.contains("renewal failed"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(started.elapsed(), std::time::Duration::from_secs(10));
+            done(server).await;
+        }
+
         #[tokio::test]
         async fn release_hands_the_lease_back() {
             let (e, api) = elector();

@@ -262,8 +262,9 @@ async fn scale_out_promotes_a_caught_up_learner_then_opens_its_gate() {
 
 #[tokio::test]
 async fn scale_in_drains_removes_then_lowers_the_statefulset() {
+    // Each reconcile runs in a fresh operator (new context, new client): an operator
+    // restarted between the steps carries on from what the cluster and objects say.
     let fake = FakeAdmin::with_members(&["demo-0", "demo-1", "demo-2"], &[]);
-    let (ctx, api) = Context::test(fake.clone());
     let n = nat(2);
     let pods = |leaving: bool| {
         let g = if leaving {
@@ -277,25 +278,26 @@ async fn scale_in_drains_removes_then_lowers_the_statefulset() {
             worker_pod(2, Some(g)),
         ]
     };
-    let mut script = reads(Some(sts(3)), pods(false));
-    script.extend(applies(3));
-    script.push(event("Drain"));
-    script.push(gate(2, "False", "Leaving"));
-    script.push(status(&n, |s| {
+    let mut drain = reads(Some(sts(3)), pods(false));
+    drain.extend(applies(3));
+    drain.push(event("Drain"));
+    drain.push(gate(2, "False", "Leaving"));
+    drain.push(status(&n, |s| {
         assert_eq!(condition(s, "Scaling")["reason"], "ScalingIn")
     }));
-    script.extend(reads(Some(sts(3)), pods(true)));
-    script.extend(applies(3));
-    script.push(event("Remove"));
-    script.push(status(&n, |_| {}));
-    script.extend(reads(Some(sts(3)), pods(true)));
-    script.extend(applies(2));
-    script.push(status(&n, |s| assert_eq!(s["replicas"], 2)));
-    let server = api.run(script);
-    for _ in 0..3 {
+    let mut remove = reads(Some(sts(3)), pods(true));
+    remove.extend(applies(3));
+    remove.push(event("Remove"));
+    remove.push(status(&n, |_| {}));
+    let mut lower = reads(Some(sts(3)), pods(true));
+    lower.extend(applies(2));
+    lower.push(status(&n, |s| assert_eq!(s["replicas"], 2)));
+    for script in [drain, remove, lower] {
+        let (ctx, api) = Context::test(fake.clone());
+        let server = api.run(script);
         run_nat(n.clone(), &ctx).await;
+        finish(server).await;
     }
-    finish(server).await;
     assert_eq!(fake.state().calls, vec!["Drain demo-2", "Remove demo-2"]);
     assert_eq!(fake.voters(), vec!["demo-0", "demo-1"]);
 }

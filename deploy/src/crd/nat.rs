@@ -222,7 +222,7 @@ fn default_storage() -> String {
 }
 
 /// The worker pods.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerSpec {
     /// Container image holding `mfplane-node`.
@@ -240,9 +240,15 @@ pub struct WorkerSpec {
     /// Size of each member's volume for its Raft log and snapshots.
     #[serde(default = "default_storage")]
     #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.worker.storage cannot change after creation (a StatefulSet's volume claims are fixed): create a new Nat, or resize the PersistentVolumeClaims directly"
+    ))]
     pub storage: String,
     /// StorageClass of that volume (the cluster default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.worker.storageClassName cannot change after creation (a StatefulSet's volume claims are fixed): create a new Nat instead"
+    ))]
     pub storage_class_name: Option<String>,
 }
 

@@ -253,6 +253,13 @@ mod tests {
         );
         let scaled = nat(serde_json::json!({"replicas": 5}));
         validate_nat(&scaled, Some(&old)).unwrap();
+        let bigger = nat(serde_json::json!({"worker": {"storage": "5Gi"}}));
+        let errs = validate_nat(&bigger, Some(&old)).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("spec.worker.storage cannot change")),
+            "{errs:?}"
+        );
     }
 
     #[test]
