@@ -7,6 +7,13 @@
 //!   5382 / 5508 behaviour, fragments, counters, replication records.
 //! - [`error`]: the crate's `Error` and `Result`.
 //!
+//! Around the crate: `core/` is the `no_std` packet core (`mfplane-core`: flow hash,
+//! bucket rules, checksums, header structs, the header rewrite, BPF map types);
+//! `ebpf/` is the worker's XDP program (built by `scripts/build-ebpf.sh`);
+//! `tests/` holds the RFC, golden-table, malformed-input, property and
+//! `BPF_PROG_TEST_RUN` tests; `benches/engine.rs` measures packets/s; `fuzz/` is
+//! the cargo-fuzz target.
+//!
 //! The header rewrite itself (addresses, ports, incremental checksums) lives in
 //! `mfplane_core::rewrite`, shared with the eBPF programs.
 
