@@ -47,7 +47,7 @@ pub struct OwnerSlot(pub u32);
 
 impl OwnerSlot {
     /// A bucket without an owner: its packets are dropped and counted as
-    /// [`Counter::NoOwner`] (never sent to a guess).
+    /// [`Counter::DropNoOwner`] (never sent to a guess).
     pub const NONE: OwnerSlot = OwnerSlot(u32::MAX);
 
     pub const fn is_none(self) -> bool {
