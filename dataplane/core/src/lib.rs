@@ -23,6 +23,7 @@ pub mod bucket;
 pub mod csum;
 pub mod hash;
 pub mod hdr;
+pub mod lb_maps;
 pub mod maps;
 pub mod rewrite;
 pub mod types;

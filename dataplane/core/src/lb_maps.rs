@@ -1,0 +1,414 @@
+//! BPF maps of the load balancer (`lb/ebpf`) and its agent (`mfplane-lb`): the one
+//! definition of their names, key/value types and counters.
+//!
+//! # Two table generations
+//! The steering table (bucket -> owner slot, owner slot -> [`Owner`], plus the bucket
+//! bits and hash key of [`DataplaneConfig`]) exists twice, as generation 0 and 1, side
+//! by side in the same maps. The program reads [`MAP_LB_ACTIVE`] (one [`Generation`]
+//! word) once per packet and uses only that generation. The agent writes the inactive
+//! generation completely, then flips the one word: a packet sees either the whole old
+//! table or the whole new one, never a half-written mix.
+//!
+//! # Maps
+//! - [`MAP_LB_SETTINGS`]: `Array<LbSettings>`, one entry: mode, fabric interface and
+//!   the inside prefixes. Written once at startup.
+//! - [`MAP_LB_ACTIVE`]: `Array<Generation>`, one entry: the generation in use.
+//! - [`MAP_LB_GEN_CFG`]: `Array<DataplaneConfig>`, two entries (one per generation).
+//! - [`MAP_LB_BUCKETS`]: `Array<OwnerSlot>`, `2 * MAX_BUCKETS` entries, index
+//!   [`bucket_index`].
+//! - [`MAP_LB_OWNERS`]: `Array<Owner>`, `2 * MAX_OWNERS` entries, index [`owner_index`].
+//! - [`MAP_LB_EXTERNAL`]: `HashMap<u32, u32>`: the cluster's external IPs (host order)
+//!   -> 1. Inbound traffic is traffic to one of these.
+//! - [`MAP_LB_FRAGS`]: `LruHashMap<FragKey, u32>`: first fragment -> its bucket.
+//! - [`MAP_LB_FABRIC`]: `DevMap`, one entry (index 0): the fabric interface for
+//!   `XDP_REDIRECT`.
+//! - [`MAP_LB_COUNTERS`]: `PerCpuArray<u64>` with [`LbCounter::COUNT`] entries.
+
+use crate::maps::{MAX_BUCKETS, MAX_OWNERS};
+
+/// Name of the settings array map.
+pub const MAP_LB_SETTINGS: &str = "LB_SETTINGS";
+/// Name of the active-generation array map (the flip word).
+pub const MAP_LB_ACTIVE: &str = "LB_ACTIVE";
+/// Name of the per-generation [`crate::DataplaneConfig`] array map.
+pub const MAP_LB_GEN_CFG: &str = "LB_GEN_CFG";
+/// Name of the per-generation bucket -> owner-slot array map.
+pub const MAP_LB_BUCKETS: &str = "LB_BUCKETS";
+/// Name of the per-generation owner-slot -> owner array map.
+pub const MAP_LB_OWNERS: &str = "LB_OWNERS";
+/// Name of the external-IP hash map.
+pub const MAP_LB_EXTERNAL: &str = "LB_EXTERNAL";
+/// Name of the fragment-tracking LRU map.
+pub const MAP_LB_FRAGS: &str = "LB_FRAGS";
+/// Name of the fabric device map.
+pub const MAP_LB_FABRIC: &str = "LB_FABRIC";
+/// Name of the per-CPU counter array map.
+pub const MAP_LB_COUNTERS: &str = "LB_COUNTERS";
+
+/// Number of table generations.
+pub const GENERATIONS: u32 = 2;
+/// Entries of [`MAP_LB_BUCKETS`].
+pub const LB_BUCKET_ENTRIES: u32 = GENERATIONS * MAX_BUCKETS;
+/// Entries of [`MAP_LB_OWNERS`].
+pub const LB_OWNER_ENTRIES: u32 = GENERATIONS * MAX_OWNERS;
+/// Entries of [`MAP_LB_EXTERNAL`]: external IPs a cluster may have.
+pub const MAX_EXTERNAL_IPS: u32 = 1024;
+/// Entries of [`MAP_LB_FRAGS`]: first fragments remembered at once.
+pub const MAX_LB_FRAGS: u32 = 16384;
+/// Inside prefixes in [`LbSettings`]. A fixed array scanned with a constant-bound
+/// loop is cheaper per packet than an LPM trie for the handful an LB has.
+pub const MAX_INSIDE_PREFIXES: usize = 16;
+
+/// A table generation: 0 or 1. Stored in [`MAP_LB_ACTIVE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(transparent)]
+pub struct Generation(pub u32);
+
+impl Generation {
+    /// The generation the agent writes next while this one is active.
+    pub const fn other(self) -> Generation {
+        Generation((self.0 & 1) ^ 1)
+    }
+
+    /// The generation as 0 or 1 (any stored value is reduced, so an index computed from
+    /// it always stays inside the maps).
+    #[inline(always)]
+    pub const fn index(self) -> u32 {
+        self.0 & 1
+    }
+}
+
+/// Index into [`MAP_LB_BUCKETS`] of `bucket` in generation `generation`.
+#[inline(always)]
+pub const fn bucket_index(generation: Generation, bucket: u32) -> u32 {
+    generation.index() * MAX_BUCKETS + (bucket & (MAX_BUCKETS - 1))
+}
+
+/// Index into [`MAP_LB_OWNERS`] of `slot` in generation `generation`, or `None` for a
+/// slot outside the owner table (e.g. [`crate::OwnerSlot::NONE`]).
+#[inline(always)]
+pub const fn owner_index(generation: Generation, slot: u32) -> Option<u32> {
+    if slot >= MAX_OWNERS {
+        return None;
+    }
+    Some(generation.index() * MAX_OWNERS + slot)
+}
+
+/// How the LB hands a packet to its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum SteerMode {
+    /// Rewrite the destination MAC to the owner's (and the source MAC to the egress
+    /// interface's); the packet is otherwise untouched. Owners share the L2 fabric.
+    L2 = 1,
+    /// Encapsulate in an outer IPv4 header (protocol 4) to the owner's IPv4 address;
+    /// for routed fabrics.
+    IpIp = 2,
+}
+
+impl SteerMode {
+    /// The mode stored in [`LbSettings::mode`], if valid.
+    #[inline(always)]
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(SteerMode::L2),
+            2 => Some(SteerMode::IpIp),
+            _ => None,
+        }
+    }
+}
+
+/// An IPv4 prefix as address and mask, both host order. `addr` has no bits outside
+/// `mask` (the constructor clears them), so matching is one AND and one compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct Ipv4Prefix {
+    pub addr: u32,
+    pub mask: u32,
+}
+
+impl Ipv4Prefix {
+    /// `None` if `len > 32`.
+    pub const fn new(addr: u32, len: u8) -> Option<Self> {
+        if len > 32 {
+            return None;
+        }
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        Some(Ipv4Prefix {
+            addr: addr & mask,
+            mask,
+        })
+    }
+
+    #[inline(always)]
+    pub const fn contains(&self, ip: u32) -> bool {
+        ip & self.mask == self.addr
+    }
+}
+
+/// The LB's static settings ([`MAP_LB_SETTINGS`] index 0), written once at startup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct LbSettings {
+    /// [`SteerMode`] as a number; 0 means "not configured yet" (the program passes).
+    pub mode: u32,
+    /// Interface index of the fabric interface: a steered packet that arrived there
+    /// leaves with `XDP_TX`, any other with `XDP_REDIRECT` through [`MAP_LB_FABRIC`].
+    pub fabric_ifindex: u32,
+    /// The LB's fabric IPv4 address (host order): outer source in IP-in-IP mode.
+    pub fabric_ip: u32,
+    /// Number of valid entries in `inside`.
+    pub inside_count: u32,
+    /// The fabric interface's MAC: the source MAC of every steered frame.
+    pub fabric_mac: [u8; 6],
+    /// IP-in-IP mode: the MAC of the fabric's next-hop router. All zero: the owner's
+    /// own MAC (owners on the LB's segment).
+    pub next_hop_mac: [u8; 6],
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 4],
+    /// The inside prefixes: traffic from these (to anywhere outside them) is outbound.
+    pub inside: [Ipv4Prefix; MAX_INSIDE_PREFIXES],
+}
+
+impl Default for LbSettings {
+    fn default() -> Self {
+        LbSettings {
+            mode: 0,
+            fabric_ifindex: 0,
+            fabric_ip: 0,
+            inside_count: 0,
+            fabric_mac: [0; 6],
+            next_hop_mac: [0; 6],
+            _pad: [0; 4],
+            inside: [Ipv4Prefix { addr: 0, mask: 0 }; MAX_INSIDE_PREFIXES],
+        }
+    }
+}
+
+impl LbSettings {
+    /// `true` if `ip` (host order) is in one of the inside prefixes.
+    #[inline(always)]
+    pub fn is_inside(&self, ip: u32) -> bool {
+        let mut i = 0;
+        // Constant bound: the verifier sees a bounded loop.
+        while i < MAX_INSIDE_PREFIXES {
+            if i as u32 >= self.inside_count {
+                return false;
+            }
+            if self.inside[i].contains(ip) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// The steering mode, or `None` when the settings were never written.
+    #[inline(always)]
+    pub const fn steer_mode(&self) -> Option<SteerMode> {
+        SteerMode::from_u32(self.mode)
+    }
+
+    /// The destination MAC of an IP-in-IP frame to an owner with MAC `owner_mac`.
+    #[inline(always)]
+    pub const fn ipip_dst_mac(&self, owner_mac: [u8; 6]) -> [u8; 6] {
+        let m = self.next_hop_mac;
+        if m[0] | m[1] | m[2] | m[3] | m[4] | m[5] == 0 {
+            owner_mac
+        } else {
+            m
+        }
+    }
+}
+
+/// What an [`LbCounter`] counts; the agent exports each kind as its own metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CounterKind {
+    /// Every packet, once.
+    Received,
+    /// The XDP action returned; exactly one per packet.
+    Verdict,
+    /// Why a packet was dropped; exactly one per dropped packet.
+    Drop,
+    /// How a steered packet was classified, or a fragment event.
+    Event,
+}
+
+macro_rules! lb_counters {
+    ($( $(#[$doc:meta])* $name:ident = ($kind:ident, $label:literal), )*) => {
+        /// Per-CPU counters of the LB program: the index into [`MAP_LB_COUNTERS`] is
+        /// `counter as u32`; `label()` is the Prometheus label value, stable across
+        /// releases.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u32)]
+        pub enum LbCounter {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl LbCounter {
+            /// Every counter, in index order.
+            pub const ALL: &'static [LbCounter] = &[$(LbCounter::$name,)*];
+            /// Number of counters (entries of [`MAP_LB_COUNTERS`]).
+            pub const COUNT: u32 = LbCounter::ALL.len() as u32;
+
+            pub const fn label(self) -> &'static str {
+                match self { $( LbCounter::$name => $label, )* }
+            }
+
+            pub const fn kind(self) -> CounterKind {
+                match self { $( LbCounter::$name => CounterKind::$kind, )* }
+            }
+
+            #[inline(always)]
+            pub const fn index(self) -> u32 {
+                self as u32
+            }
+        }
+    };
+}
+
+lb_counters! {
+    /// Every packet the program saw.
+    Received = (Received, "rx"),
+    /// Verdict: not ours (ARP, IPv6, traffic neither outbound nor inbound): the kernel.
+    Pass = (Verdict, "pass"),
+    /// Verdict: steered back out of the interface it came in on.
+    Tx = (Verdict, "tx"),
+    /// Verdict: steered out of the fabric interface.
+    Redirect = (Verdict, "redirect"),
+    /// Verdict: dropped; a reason below says why.
+    Drop = (Verdict, "drop"),
+    /// Verdict: aborted (a program bug); never expected.
+    Aborted = (Verdict, "aborted"),
+    /// Drop: the frame ends inside a header.
+    DropTruncated = (Drop, "truncated"),
+    /// Drop: IPv4 version field is not 4.
+    DropBadVersion = (Drop, "bad_version"),
+    /// Drop: IPv4 IHL below 5.
+    DropBadIhl = (Drop, "bad_ihl"),
+    /// Drop: IPv4 total length shorter than the header or longer than the frame.
+    DropBadLength = (Drop, "bad_length"),
+    /// Drop: an ICMP error whose quoted packet is truncated or not IPv4.
+    DropBadIcmpQuote = (Drop, "bad_icmp_quote"),
+    /// Drop: outbound traffic the NAT cannot translate (protocol other than TCP, UDP,
+    /// ICMP echo/error): passing it would leak inside addresses.
+    DropUnsupported = (Drop, "unsupported"),
+    /// Drop: a later fragment whose first fragment was not seen.
+    DropFragmentNoHead = (Drop, "fragment_no_head"),
+    /// Drop: no steering table received yet.
+    DropNoTable = (Drop, "no_table"),
+    /// Drop: the packet's bucket has no owner in the active table.
+    DropNoOwner = (Drop, "no_owner"),
+    /// Drop: the fabric interface is missing from the device map.
+    DropNoFabric = (Drop, "no_fabric"),
+    /// Drop: the frame could not grow for the IP-in-IP header.
+    DropEncap = (Drop, "encap_failed"),
+    /// Event: steered as outbound (from an inside prefix).
+    Outbound = (Event, "outbound"),
+    /// Event: steered as inbound (to an external IP).
+    Inbound = (Event, "inbound"),
+    /// Event: an ICMP error steered by its quoted header.
+    IcmpError = (Event, "icmp_error"),
+    /// Event: a steered packet was wrapped in an outer IPv4 header.
+    Encapsulated = (Event, "encapsulated"),
+    /// Event: a first fragment's bucket was remembered.
+    FragmentTracked = (Event, "fragment_tracked"),
+    /// Event: a later fragment followed its first fragment.
+    FragmentFollowed = (Event, "fragment_followed"),
+    /// Event: no settings written yet; everything passes.
+    NotConfigured = (Event, "not_configured"),
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (all): repr(C)/repr(transparent) structs of integers and byte arrays with
+    // explicit padding fields: every byte initialized, every bit pattern valid.
+    unsafe impl aya::Pod for super::Generation {}
+    unsafe impl aya::Pod for super::Ipv4Prefix {}
+    unsafe impl aya::Pod for super::LbSettings {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::{align_of, size_of};
+
+    use super::*;
+
+    #[test]
+    fn layouts_are_fixed() {
+        assert_eq!(size_of::<Generation>(), 4);
+        assert_eq!(size_of::<Ipv4Prefix>(), 8);
+        assert_eq!(size_of::<LbSettings>(), 32 + 8 * MAX_INSIDE_PREFIXES);
+        assert_eq!(align_of::<LbSettings>(), 4);
+        assert_eq!(size_of::<SteerMode>(), 4);
+        assert_eq!(size_of::<LbCounter>(), 4);
+    }
+
+    #[test]
+    fn map_names_fit_the_kernel_limit() {
+        for n in [
+            MAP_LB_SETTINGS,
+            MAP_LB_ACTIVE,
+            MAP_LB_GEN_CFG,
+            MAP_LB_BUCKETS,
+            MAP_LB_OWNERS,
+            MAP_LB_EXTERNAL,
+            MAP_LB_FRAGS,
+            MAP_LB_FABRIC,
+            MAP_LB_COUNTERS,
+        ] {
+            assert!(n.len() <= 15, "{n}");
+        }
+    }
+
+    #[test]
+    fn generations_index_disjoint_halves() {
+        let g0 = Generation(0);
+        let g1 = g0.other();
+        assert_eq!(g1, Generation(1));
+        assert_eq!(g1.other(), g0);
+        assert_eq!(bucket_index(g0, 5), 5);
+        assert_eq!(bucket_index(g1, 5), MAX_BUCKETS + 5);
+        assert!(bucket_index(Generation(7), MAX_BUCKETS - 1) < LB_BUCKET_ENTRIES);
+        assert_eq!(owner_index(g1, 3), Some(MAX_OWNERS + 3));
+        assert_eq!(owner_index(g0, u32::MAX), None);
+    }
+
+    #[test]
+    fn prefixes_match() {
+        let p = Ipv4Prefix::new(0x0a00_01ff, 24).unwrap();
+        assert_eq!(p.addr, 0x0a00_0100);
+        assert!(p.contains(0x0a00_0105));
+        assert!(!p.contains(0x0a00_0205));
+        assert!(Ipv4Prefix::new(0, 0).unwrap().contains(0xffff_ffff));
+        assert!(Ipv4Prefix::new(0, 33).is_none());
+        let mut s = LbSettings::default();
+        assert!(!s.is_inside(0x0a00_0105));
+        s.inside[0] = p;
+        s.inside_count = 1;
+        assert!(s.is_inside(0x0a00_0105));
+        assert!(!s.is_inside(0x0b00_0105));
+    }
+
+    #[test]
+    fn counters_are_dense_and_labelled_uniquely_per_kind() {
+        for (i, c) in LbCounter::ALL.iter().enumerate() {
+            assert_eq!(c.index() as usize, i);
+        }
+        let mut labels: Vec<_> = LbCounter::ALL
+            .iter()
+            .map(|c| (format!("{:?}", c.kind()), c.label()))
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), LbCounter::COUNT as usize);
+    }
+
+    #[test]
+    fn ipip_next_hop_defaults_to_owner() {
+        let mut s = LbSettings::default();
+        assert_eq!(s.ipip_dst_mac([1; 6]), [1; 6]);
+        s.next_hop_mac = [2; 6];
+        assert_eq!(s.ipip_dst_mac([1; 6]), [2; 6]);
+    }
+}

@@ -1,0 +1,233 @@
+//! Packet access and parsing: the one bounds-checked `ptr_at`, the Ethernet/IPv4
+//! front end and the bucket of a classified packet.
+//!
+//! Every read is a fixed-size `mfplane_core::hdr` struct behind a comparison of packet
+//! pointers with `data_end`, the only form the verifier accepts. Helpers return
+//! `ControlFlow`: `Break(action)` ends the packet (after counting why), `Continue`
+//! carries the parse result on.
+
+use core::mem::size_of;
+use core::ops::ControlFlow;
+
+use aya_ebpf::programs::XdpContext;
+use mfplane_core::hdr::{
+    ETH_P_8021Q, ETH_P_IPV4, EthHdr, IcmpHdr, Ipv4Hdr, L4Lead, TcpHdr, UdpHdr, VlanHdr, icmp_type,
+};
+use mfplane_core::lb_maps::LbCounter;
+use mfplane_core::maps::FragKey;
+use mfplane_core::{BucketBits, Proto, inbound_bucket, outbound_bucket};
+
+use crate::consts::{DROP, PASS};
+use crate::maps::{FRAGS, Table, bump};
+
+/// A pointer to a `T` at byte `off` of the packet, or `None` if the packet is shorter.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + off) as *mut T)
+}
+
+/// Reads a header `T` (alignment 1, any bytes valid) at byte `off`.
+#[inline(always)]
+pub fn read_at<T: Copy>(ctx: &XdpContext, off: usize) -> Option<T> {
+    // SAFETY: bounds checked by `ptr_at`; `T` is a `hdr` struct of bytes.
+    ptr_at::<T>(ctx, off).map(|p| unsafe { *p })
+}
+
+/// Counts `reason` and ends the packet with `XDP_DROP`.
+#[inline(always)]
+pub fn drop_with<T>(reason: LbCounter) -> ControlFlow<u32, T> {
+    bump(reason);
+    ControlFlow::Break(DROP)
+}
+
+/// Reads a `T` at `off`, or drops the packet as `reason`.
+#[inline(always)]
+fn need<T: Copy>(ctx: &XdpContext, off: usize, reason: LbCounter) -> ControlFlow<u32, T> {
+    match read_at::<T>(ctx, off) {
+        Some(h) => ControlFlow::Continue(h),
+        None => drop_with(reason),
+    }
+}
+
+/// A sane IPv4 packet: where its headers start and a copy of the fixed IPv4 header.
+#[derive(Clone, Copy)]
+pub struct Ipv4Packet {
+    /// Offset of the IPv4 header (after Ethernet and an optional 802.1Q tag).
+    pub l3: usize,
+    /// Offset of the L4 header (after the IPv4 options).
+    pub l4: usize,
+    pub ip: Ipv4Hdr,
+}
+
+/// Parses Ethernet (one optional 802.1Q tag) and checks the IPv4 header. Non-IPv4
+/// frames pass to the kernel; malformed IPv4 is dropped and counted.
+#[inline(always)]
+pub fn ipv4(ctx: &XdpContext) -> ControlFlow<u32, Ipv4Packet> {
+    let Some(eth) = read_at::<EthHdr>(ctx, 0) else {
+        return ControlFlow::Break(PASS);
+    };
+    let mut l3 = size_of::<EthHdr>();
+    let mut ether_type = eth.ether_type();
+    if ether_type == ETH_P_8021Q {
+        let vlan: VlanHdr = need(ctx, l3, LbCounter::DropTruncated)?;
+        ether_type = vlan.ether_type();
+        l3 += size_of::<VlanHdr>();
+    }
+    if ether_type != ETH_P_IPV4 {
+        return ControlFlow::Break(PASS);
+    }
+    let ip: Ipv4Hdr = need(ctx, l3, LbCounter::DropTruncated)?;
+    if ip.version() != 4 {
+        return drop_with(LbCounter::DropBadVersion);
+    }
+    if ip.ihl() < 5 {
+        return drop_with(LbCounter::DropBadIhl);
+    }
+    let frame_len = ctx.data_end() - ctx.data();
+    let total = ip.total_len() as usize;
+    if total < ip.header_len() || l3 + total > frame_len {
+        return drop_with(LbCounter::DropBadLength);
+    }
+    // IHL is 4 bits, so the offset stays bounded for the verifier.
+    let l4 = l3 + ((ip.version_ihl & 0x0f) as usize) * 4;
+    ControlFlow::Continue(Ipv4Packet { l3, l4, ip })
+}
+
+/// Which way a packet crosses the NAT.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From an inside prefix: bucket by the flow hash of the source endpoint.
+    Outbound,
+    /// To an external IP: bucket by the destination port.
+    Inbound,
+}
+
+/// The bucket of a classified packet; later fragments follow their first fragment,
+/// a first fragment is remembered for them.
+#[inline(always)]
+pub fn bucket(
+    ctx: &XdpContext,
+    pkt: &Ipv4Packet,
+    dir: Direction,
+    table: &Table,
+    bits: BucketBits,
+) -> ControlFlow<u32, u32> {
+    let ip = &pkt.ip;
+    let frag_key = FragKey::new(ip.src_addr(), ip.dst_addr(), ip.id(), ip.proto);
+    if ip.is_later_fragment() {
+        // SAFETY: the u32 value is copied out at once.
+        return match unsafe { FRAGS.get(&frag_key) } {
+            Some(b) => {
+                bump(LbCounter::FragmentFollowed);
+                ControlFlow::Continue(*b)
+            }
+            None => drop_with(LbCounter::DropFragmentNoHead),
+        };
+    }
+    let b = l4_bucket(ctx, pkt, dir, table, bits)?;
+    if ip.more_fragments() {
+        // A full LRU evicts the oldest entry; an error here is not possible to act on.
+        let _ = FRAGS.insert(&frag_key, &b, 0);
+        bump(LbCounter::FragmentTracked);
+    }
+    ControlFlow::Continue(b)
+}
+
+/// The bucket from the L4 header (or, for ICMP errors, the quoted header).
+#[inline(always)]
+fn l4_bucket(
+    ctx: &XdpContext,
+    pkt: &Ipv4Packet,
+    dir: Direction,
+    table: &Table,
+    bits: BucketBits,
+) -> ControlFlow<u32, u32> {
+    let ip = &pkt.ip;
+    let key = &table.config.hash_key;
+    let port = match Proto::from_number(ip.proto) {
+        Some(Proto::Tcp) => {
+            let h: TcpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
+            match dir {
+                Direction::Outbound => h.src_port(),
+                Direction::Inbound => h.dst_port(),
+            }
+        }
+        Some(Proto::Udp) => {
+            let h: UdpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
+            match dir {
+                Direction::Outbound => h.src_port(),
+                Direction::Inbound => h.dst_port(),
+            }
+        }
+        Some(Proto::Icmp) => {
+            let h: IcmpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
+            match (dir, h.icmp_type) {
+                (Direction::Outbound, _) if h.is_echo() => h.echo_id(),
+                (Direction::Inbound, icmp_type::ECHO_REPLY) => h.echo_id(),
+                _ if h.is_error() => return icmp_error_bucket(ctx, pkt, dir, table, bits),
+                // Inbound echo requests and informational ICMP to an external IP
+                // belong to the host that holds the address.
+                (Direction::Inbound, _) => return ControlFlow::Break(PASS),
+                (Direction::Outbound, _) => return drop_with(LbCounter::DropUnsupported),
+            }
+        }
+        None => match dir {
+            Direction::Outbound => return drop_with(LbCounter::DropUnsupported),
+            // Other protocols to an external IP are the address holder's business.
+            Direction::Inbound => return ControlFlow::Break(PASS),
+        },
+    };
+    ControlFlow::Continue(match dir {
+        Direction::Outbound => outbound_bucket(key, bits, ip.src_addr(), port, ip.proto).0,
+        Direction::Inbound => inbound_bucket(bits, port).0,
+    } as u32)
+}
+
+/// The bucket of an ICMP error from the packet it quotes (RFC 5508): that packet went
+/// the other way, so an inbound error quotes the translated outbound packet (its
+/// source is the external endpoint) and an outbound error quotes an inbound packet
+/// (its destination is the inside endpoint).
+#[inline(always)]
+fn icmp_error_bucket(
+    ctx: &XdpContext,
+    pkt: &Ipv4Packet,
+    dir: Direction,
+    table: &Table,
+    bits: BucketBits,
+) -> ControlFlow<u32, u32> {
+    bump(LbCounter::IcmpError);
+    let q3 = pkt.l4 + size_of::<IcmpHdr>();
+    let q: Ipv4Hdr = need(ctx, q3, LbCounter::DropBadIcmpQuote)?;
+    if q.version() != 4 || q.ihl() < 5 {
+        return drop_with(LbCounter::DropBadIcmpQuote);
+    }
+    let q4 = q3 + ((q.version_ihl & 0x0f) as usize) * 4;
+    let lead: L4Lead = need(ctx, q4, LbCounter::DropBadIcmpQuote)?;
+    // TCP/UDP: ports in w0 (source) and w1 (destination); ICMP echo: id in w2.
+    let (src_port, dst_port) = match Proto::from_number(q.proto) {
+        Some(Proto::Tcp | Proto::Udp) => (u16::from_be_bytes(lead.w0), u16::from_be_bytes(lead.w1)),
+        Some(Proto::Icmp) => {
+            let id = u16::from_be_bytes(lead.w2);
+            (id, id)
+        }
+        None => return drop_with(LbCounter::DropUnsupported),
+    };
+    ControlFlow::Continue(match dir {
+        Direction::Inbound => inbound_bucket(bits, src_port).0,
+        Direction::Outbound => {
+            outbound_bucket(
+                &table.config.hash_key,
+                bits,
+                q.dst_addr(),
+                dst_port,
+                q.proto,
+            )
+            .0
+        }
+    } as u32)
+}

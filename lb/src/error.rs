@@ -1,0 +1,79 @@
+//! The error type of the `mfplane-lb` library.
+
+use std::net::Ipv4Addr;
+
+/// Everything that can go wrong while loading, configuring or feeding the LB program.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// This build embeds no eBPF object (`MFPLANE_SKIP_EBPF_BUILD=1`).
+    #[error(
+        "this build has no LB eBPF object (built with MFPLANE_SKIP_EBPF_BUILD=1): run \
+         scripts/setup.sh and rebuild mfplane-lb"
+    )]
+    ObjectMissing,
+    /// The kernel refused the object or a map in it.
+    #[error("loading the LB eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// The program could not be found, loaded, attached or detached.
+    #[error("XDP program: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    /// The object lacks a map this agent needs (object and agent out of sync).
+    #[error("map {0} is missing from the LB eBPF object")]
+    MapMissing(&'static str),
+    /// Attaching to an interface failed (nothing is attached there).
+    #[error("--attach {iface}: attaching XDP failed: {source}")]
+    Attach {
+        iface: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// The metrics listener could not start.
+    #[error("--metrics-listen {listen}: {reason}")]
+    Metrics {
+        listen: std::net::SocketAddr,
+        reason: String,
+    },
+    /// A map operation failed.
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// Setting the fabric device map failed.
+    #[error("device map {name}: {source}")]
+    DevMap {
+        name: &'static str,
+        #[source]
+        source: aya::maps::xdp::XdpMapError,
+    },
+    /// A named interface does not exist or lacks what the LB needs from it.
+    #[error("interface {iface}: {reason}")]
+    Interface { iface: String, reason: String },
+    /// A Steering update that cannot be applied; the table in use stays.
+    #[error("steering update for epoch {epoch} rejected: {reason}")]
+    InvalidUpdate { epoch: u64, reason: String },
+    /// More owners in one table than the owner map holds.
+    #[error("{count} owners in one table; the LB supports at most {max}")]
+    TooManyOwners { count: usize, max: u32 },
+    /// More external IPs than the external-IP map holds.
+    #[error("{count} external IPs; the LB supports at most {max}")]
+    TooManyExternalIps { count: usize, max: u32 },
+    /// An external IP that could not be written (map full, kernel error).
+    #[error("external IP {ip}: {source}")]
+    ExternalIp {
+        ip: Ipv4Addr,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+impl Error {
+    /// Shorthand for map errors, which always name the map.
+    pub(crate) fn map(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Error {
+        move |source| Error::Map { name, source }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,126 @@
+//! What the agent needs to know about a network interface: index, MAC, IPv4.
+
+use std::ffi::CString;
+use std::net::Ipv4Addr;
+
+use crate::error::{Error, Result};
+use crate::table::MacAddr;
+
+/// A network interface of this namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+    pub mac: MacAddr,
+}
+
+impl Interface {
+    /// Looks `name` up.
+    ///
+    /// # Errors
+    /// [`Error::Interface`] if it does not exist or has no Ethernet address.
+    pub fn by_name(name: &str) -> Result<Self> {
+        let bad = |reason: String| Error::Interface {
+            iface: name.to_owned(),
+            reason,
+        };
+        let c = CString::new(name).map_err(|_| bad("name contains a NUL byte".into()))?;
+        // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+        let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+        if index == 0 {
+            return Err(bad("no such interface in this network namespace".into()));
+        }
+        let mac = hardware_address(&c).map_err(|e| bad(format!("reading its MAC address: {e}")))?;
+        Ok(Interface {
+            name: name.to_owned(),
+            index,
+            mac,
+        })
+    }
+
+    /// The first IPv4 address configured on the interface, if any.
+    pub fn first_ipv4(&self) -> Option<Ipv4Addr> {
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        // SAFETY: getifaddrs fills `head` with a list we free below.
+        if unsafe { libc::getifaddrs(&mut head) } != 0 {
+            return None;
+        }
+        let mut found = None;
+        let mut cur = head;
+        while !cur.is_null() {
+            // SAFETY: `cur` is a node of the list getifaddrs returned.
+            let ifa = unsafe { &*cur };
+            cur = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+                continue;
+            }
+            // SAFETY: non-null, NUL-terminated name owned by the list.
+            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+            // SAFETY: non-null sockaddr owned by the list.
+            let family = unsafe { (*ifa.ifa_addr).sa_family };
+            if name.to_bytes() == self.name.as_bytes() && i32::from(family) == libc::AF_INET {
+                // SAFETY: AF_INET addresses are sockaddr_in.
+                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                found = Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+                break;
+            }
+        }
+        // SAFETY: `head` came from getifaddrs and is freed once.
+        unsafe { libc::freeifaddrs(head) };
+        found
+    }
+}
+
+/// The interface's hardware address via `SIOCGIFHWADDR`, asked through a socket so
+/// the answer comes from the caller's network namespace (sysfs shows the namespace
+/// it was mounted in).
+fn hardware_address(name: &CString) -> std::io::Result<MacAddr> {
+    let bytes = name.as_bytes_with_nul();
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if bytes.len() > req.ifr_name.len() {
+        return Err(std::io::Error::other("interface name too long"));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2) call; the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `req` is a valid ifreq for SIOCGIFHWADDR; `fd` is open.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the fd opened above, once.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        return Err(err);
+    }
+    // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *d = *s as u8;
+    }
+    Ok(MacAddr(mac))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_found_and_unknown_is_named() {
+        let lo = Interface::by_name("lo").unwrap();
+        assert_eq!(lo.index, 1);
+        assert_eq!(lo.first_ipv4(), Some(Ipv4Addr::LOCALHOST));
+        let e = Interface::by_name("mfp-nonexistent")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mfp-nonexistent") && e.contains("no such interface"),
+            "{e}"
+        );
+    }
+}

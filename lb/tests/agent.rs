@@ -1,0 +1,380 @@
+//! The agent against a fake Steering service (tonic on 127.0.0.1): full and
+//! incremental updates reach the BPF maps, a lost member fails over with resume from
+//! the held epoch, a bad update is rejected and followed by a full resync, and the
+//! table in use is kept while no member answers. The end-to-end test runs the whole
+//! agent (attach, metrics, detach) inside a private network namespace.
+//!
+//! Need root and the embedded object, or `MFPLANE_SKIP_BPF=1` to skip.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use mfplane_core::lb_maps::SteerMode;
+use mfplane_lb::Datapath;
+use mfplane_lb::table::Epoch;
+use mfplane_lb::testkit::{datapath_or_skip, fixture_owner, fixture_settings};
+use mfplane_lb::watch::{WatchOptions, Watcher};
+use mfplane_proto::steering::steering_server::{Steering, SteeringServer};
+use mfplane_proto::steering::{BucketOwner, Owner, SteeringUpdate, WatchRequest};
+use tokio::sync::Notify;
+use tonic::{Request, Response, Status};
+
+/// One step of a scripted Watch stream.
+#[derive(Clone)]
+enum Step {
+    Send(SteeringUpdate),
+    Wait(Arc<Notify>),
+    Fail,
+}
+
+/// A Steering member that plays one script per Watch call and records each request.
+#[derive(Clone, Default)]
+struct FakeMember {
+    sessions: Arc<Mutex<VecDeque<Vec<Step>>>>,
+    requests: Arc<Mutex<Vec<u64>>>,
+}
+
+impl FakeMember {
+    fn with(sessions: Vec<Vec<Step>>) -> Self {
+        FakeMember {
+            sessions: Arc::new(Mutex::new(sessions.into())),
+            requests: Arc::default(),
+        }
+    }
+
+    fn requests(&self) -> Vec<u64> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Serves on 127.0.0.1 (of the caller's network namespace); returns the address.
+    async fn serve(self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(SteeringServer::new(self))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        addr
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<SteeringUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Steering for FakeMember {
+    type WatchStream = UpdateStream;
+
+    async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<UpdateStream>, Status> {
+        self.requests.lock().unwrap().push(req.get_ref().from_epoch);
+        let Some(script) = self.sessions.lock().unwrap().pop_front() else {
+            return Err(Status::unavailable("fake member has nothing more to say"));
+        };
+        let s = async_stream_of(script);
+        Ok(Response::new(Box::pin(s)))
+    }
+}
+
+fn async_stream_of(script: Vec<Step>) -> impl Stream<Item = Result<SteeringUpdate, Status>> + Send {
+    futures::stream::unfold((script.into_iter(), false), |(mut it, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match it.next() {
+                Some(Step::Send(u)) => return Some((Ok(u), (it, false))),
+                Some(Step::Wait(n)) => n.notified().await,
+                Some(Step::Fail) => {
+                    return Some((Err(Status::unavailable("member going down")), (it, true)));
+                }
+                // Keep the stream open, as a live member does between changes.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    })
+}
+
+fn pb_owner(n: u8) -> Owner {
+    let o = fixture_owner(n);
+    Owner {
+        node_id: u64::from(n),
+        data_ip: o.ip.to_string(),
+        data_mac: o.mac.to_string(),
+    }
+}
+
+fn full(epoch: u64, owner_of: impl Fn(u32) -> u64) -> SteeringUpdate {
+    SteeringUpdate {
+        epoch,
+        bucket_bits: 8,
+        full: true,
+        buckets: (0..256)
+            .map(|b| BucketOwner {
+                bucket: b,
+                node_id: owner_of(b),
+            })
+            .collect(),
+        owners: (1..=3).map(pb_owner).collect(),
+        external_ips: vec!["198.51.100.1".into(), "198.51.100.2".into()],
+    }
+}
+
+fn moves(epoch: u64, moves: &[(u32, u64)]) -> SteeringUpdate {
+    SteeringUpdate {
+        epoch,
+        bucket_bits: 8,
+        full: false,
+        buckets: moves
+            .iter()
+            .map(|&(bucket, node_id)| BucketOwner { bucket, node_id })
+            .collect(),
+        owners: (1..=3).map(pb_owner).collect(),
+        external_ips: vec![],
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn owner_ip(dp: &Arc<Mutex<Datapath>>, bucket: u32) -> Option<Ipv4Addr> {
+    let mut dp = dp.lock().unwrap();
+    let g = dp.active_generation();
+    dp.owner_in_map(g, bucket)
+        .unwrap()
+        .map(|o| Ipv4Addr::from(o.ipv4))
+}
+
+fn active_epoch(dp: &Arc<Mutex<Datapath>>) -> u64 {
+    let mut dp = dp.lock().unwrap();
+    let g = dp.active_generation();
+    dp.generation_config(g).unwrap().epoch
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_failover_resumes_and_resyncs() {
+    let Some(mut dp) = datapath_or_skip("follows_failover_resumes_and_resyncs") else {
+        return;
+    };
+    dp.set_settings(&fixture_settings(SteerMode::L2, true))
+        .unwrap();
+    let dp = Arc::new(Mutex::new(dp));
+
+    let kill_a = Arc::new(Notify::new());
+    let go_b = Arc::new(Notify::new());
+    let member_a = FakeMember::with(vec![vec![
+        Step::Send(full(1, |b| 1 + u64::from(b % 3))),
+        Step::Send(moves(2, &[(0, 2), (1, 0)])),
+        Step::Wait(kill_a.clone()),
+        Step::Fail,
+    ]]);
+    let bad = SteeringUpdate {
+        buckets: vec![BucketOwner {
+            bucket: 999,
+            node_id: 1,
+        }],
+        ..moves(4, &[])
+    };
+    let member_b = FakeMember::with(vec![
+        vec![
+            Step::Wait(go_b.clone()),
+            Step::Send(moves(3, &[(0, 3)])),
+            Step::Send(bad),
+        ],
+        vec![Step::Send(full(5, |_| 2))],
+    ]);
+    let a = member_a.clone().serve().await;
+    let b = member_b.clone().serve().await;
+    let opts = WatchOptions {
+        backoff_min: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        connect_timeout: Duration::from_secs(2),
+        keepalive: Duration::from_secs(1),
+    };
+    let mut watcher = Watcher::new(vec![format!("http://{a}"), format!("http://{b}")], opts);
+    let epochs = watcher.epochs();
+    let mut sink = Arc::clone(&dp);
+    let task = tokio::spawn(async move { watcher.run(&mut sink).await });
+
+    // Full table, then one incremental update.
+    wait_for("epoch 2", || *epochs.borrow() == Epoch(2)).await;
+    assert_eq!(active_epoch(&dp), 2);
+    assert_eq!(
+        owner_ip(&dp, 0),
+        Some(fixture_owner(2).ip),
+        "bucket 0 moved to node 2"
+    );
+    assert_eq!(owner_ip(&dp, 1), None, "bucket 1 lost its owner");
+    assert_eq!(owner_ip(&dp, 2), Some(fixture_owner(3).ip));
+    assert_eq!(owner_ip(&dp, 255), Some(fixture_owner(1).ip));
+    assert_eq!(dp.lock().unwrap().external_ips().unwrap().len(), 2);
+
+    // Member A dies: the watcher moves to B and resumes from epoch 2; meanwhile the
+    // installed table stays.
+    kill_a.notify_one();
+    wait_for("a request to member B", || !member_b.requests().is_empty()).await;
+    assert_eq!(member_b.requests(), vec![2], "resume from the held epoch");
+    assert_eq!(active_epoch(&dp), 2, "last table kept while reconnecting");
+    assert_eq!(owner_ip(&dp, 0), Some(fixture_owner(2).ip));
+
+    // B sends epoch 3, then a malformed update: rejected, table kept, full resync.
+    go_b.notify_one();
+    wait_for("epoch 5", || *epochs.borrow() == Epoch(5)).await;
+    let reqs_b = member_b.requests();
+    assert_eq!(
+        reqs_b.last(),
+        Some(&0),
+        "resync asks for a full table: {reqs_b:?}"
+    );
+    assert!(
+        member_a.requests().len() >= 2,
+        "failed over through A again"
+    );
+    assert_eq!(active_epoch(&dp), 5);
+    for bucket in [0, 1, 77, 255] {
+        assert_eq!(owner_ip(&dp, bucket), Some(fixture_owner(2).ip));
+    }
+    task.abort();
+}
+
+#[test]
+fn agent_end_to_end_in_a_private_namespace() {
+    let Some(dp) = datapath_or_skip("agent_end_to_end_in_a_private_namespace") else {
+        return;
+    };
+    drop(dp);
+    // A thread of our own in a fresh, unnamed network namespace: everything created
+    // in it (veth pair, sockets, XDP attachment) disappears with the thread, even if
+    // the test fails.
+    let handle = std::thread::spawn(|| {
+        // SAFETY: unshare affects only this thread's namespaces.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        );
+        let ip = |args: &[&str]| {
+            let st = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .expect("run ip");
+            assert!(st.success(), "ip {args:?}");
+        };
+        ip(&["link", "set", "lo", "up"]);
+        ip(&[
+            "link", "add", "mfplb0", "type", "veth", "peer", "name", "mfplb1",
+        ]);
+        ip(&["addr", "add", "192.0.2.254/24", "dev", "mfplb1"]);
+        ip(&["link", "set", "mfplb0", "up"]);
+        ip(&["link", "set", "mfplb1", "up"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(end_to_end());
+        let out = std::process::Command::new("ip")
+            .args(["link", "show", "mfplb0"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            !text.contains("xdp"),
+            "XDP still attached after shutdown: {text}"
+        );
+    });
+    if let Err(p) = handle.join() {
+        std::panic::resume_unwind(p);
+    }
+}
+
+async fn end_to_end() {
+    let member = FakeMember::with(vec![vec![Step::Send(full(9, |b| 1 + u64::from(b % 3)))]]);
+    let addr = member.clone().serve().await;
+    let metrics_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cluster = addr.to_string();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let args = <mfplane_lb::Args as clap::Parser>::parse_from([
+        "mfplane-lb",
+        "--attach",
+        "mfplb0",
+        "--fabric",
+        "mfplb1",
+        "--inside-prefix",
+        "10.0.0.0/8",
+        "--cluster",
+        &cluster,
+        "--mode",
+        "ipip",
+        "--metrics-listen",
+        &metrics,
+    ]);
+    let cfg = args.resolve().unwrap();
+    assert_eq!(
+        cfg.settings.fabric_ip,
+        u32::from(Ipv4Addr::new(192, 0, 2, 254))
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(mfplane_lb::agent::run(cfg, async move {
+        let _ = stop_rx.await;
+    }));
+    let start = Instant::now();
+    let body = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "metrics never showed epoch 9"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(text) = scrape(metrics_port).await
+            && text.contains("mfplane_lb_epoch 9")
+            && text.contains("mfplane_lb_packets_total")
+        {
+            break text;
+        }
+    };
+    assert!(
+        body.contains("mfplane_lb_drops_total{reason=\"no_owner\"}"),
+        "{body}"
+    );
+    assert!(body.contains("mfplane_lb_cluster_connected 1"), "{body}");
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", "mfplb0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "XDP not attached"
+    );
+    stop_tx.send(()).unwrap();
+    agent.await.unwrap().unwrap();
+    assert_eq!(member.requests(), vec![0]);
+}
+
+/// GET /metrics with a minimal HTTP/1.0 client.
+async fn scrape(port: u16) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    Ok(buf)
+}
