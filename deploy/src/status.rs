@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::admin::{Probe, Role};
 use crate::crd::{MemberRole, MemberStatus, Nat, NatStatus};
-use crate::membership::{Plan, PodObservation, Progress};
+use crate::membership::{Degraded, Plan, PodObservation, Problem, Progress};
 use crate::names::{Component, NatNames};
 
 /// Condition types of a Nat.
@@ -85,7 +85,10 @@ pub fn nat_status(nat: &Nat, inputs: &StatusInputs<'_>) -> NatStatus {
 
     let mut degraded = inputs.plan.degraded.clone();
     if let Some(Err(e)) = &inputs.change {
-        degraded.push(format!("the last membership change failed: {e}"));
+        degraded.push(Degraded {
+            problem: Problem::ChangeFailed,
+            message: format!("the last membership change failed: {e}"),
+        });
     }
     let scaling = inputs.plan.progress != Progress::Steady;
     let is_ready = !scaling
@@ -133,12 +136,16 @@ pub fn nat_status(nat: &Nat, inputs: &StatusInputs<'_>) -> NatStatus {
             if degraded.is_empty() {
                 "AsExpected"
             } else {
-                degraded_reason(&degraded)
+                degraded[0].problem.as_str()
             },
             if degraded.is_empty() {
                 "no problems".to_owned()
             } else {
-                degraded.join("; ")
+                degraded
+                    .iter()
+                    .map(|d| d.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             },
         ),
     ];
@@ -209,23 +216,6 @@ pub fn invalid_spec_status(nat: &Nat, message: String, now: Timestamp) -> NatSta
     status
 }
 
-fn degraded_reason(messages: &[String]) -> &'static str {
-    let first = messages.first().map(String::as_str).unwrap_or_default();
-    if first.contains("has not caught up") {
-        "MemberNotCatchingUp"
-    } else if first.contains("is not a member") {
-        "MemberNotJoining"
-    } else if first.contains("leader") {
-        "NoLeader"
-    } else if first.contains("change failed") {
-        "ChangeFailed"
-    } else if first.contains("did not answer") {
-        "ClusterUnreachable"
-    } else {
-        "Problem"
-    }
-}
-
 /// A condition that keeps the previous `lastTransitionTime` if its status is unchanged.
 pub fn condition(
     previous: &[Condition],
@@ -257,7 +247,7 @@ mod tests {
     use crate::admin::{ClusterView, MemberView, NodeId};
     use crate::resources::test_nat::nat;
 
-    fn plan(progress: Progress, degraded: Vec<String>) -> Plan {
+    fn plan(progress: Progress, degraded: Vec<Degraded>) -> Plan {
         Plan {
             statefulset_replicas: 3,
             change: None,
@@ -366,7 +356,13 @@ mod tests {
         let (pods, probe) = (pods(2), probe(2));
         let msg =
             "member demo-2 (node 3) has not caught up with the leader after 5m: ...".to_owned();
-        let plan = plan(Progress::ScalingOut, vec![msg.clone()]);
+        let plan = plan(
+            Progress::ScalingOut,
+            vec![Degraded {
+                problem: Problem::MemberNotCatchingUp,
+                message: msg.clone(),
+            }],
+        );
         let t0 = Timestamp::from_second(1_000).unwrap();
         let s = nat_status(
             &n,

@@ -15,4 +15,6 @@ mod simulation;
 
 pub use execute::execute;
 pub use observe::{GateCondition, PodObservation, observe_pod};
-pub use plan::{Change, GateReason, GateUpdate, Observation, Plan, Progress, plan};
+pub use plan::{
+    Change, Degraded, GateReason, GateUpdate, Observation, Plan, Problem, Progress, plan,
+};

@@ -110,6 +110,8 @@ pub enum GateReason {
     CatchingUp,
     /// Being drained or removed (scale-in).
     Leaving,
+    /// A voter the leader has not heard from within the lease.
+    Unreachable,
 }
 
 impl GateReason {
@@ -120,6 +122,7 @@ impl GateReason {
             GateReason::Joining => "Joining",
             GateReason::CatchingUp => "CatchingUp",
             GateReason::Leaving => "Leaving",
+            GateReason::Unreachable => "Unreachable",
         }
     }
 }
@@ -162,6 +165,55 @@ impl Progress {
     }
 }
 
+/// Why a Nat is Degraded; the condition's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// No worker answered the Admin API.
+    ClusterUnreachable,
+    /// Every worker is empty but the Nat had a cluster.
+    ClusterLost,
+    /// No leader answered.
+    NoLeader,
+    /// Scale-in would remove the last voter.
+    LastVoter,
+    /// A member's pod came back without its data.
+    MemberDataLost,
+    /// A voter the leader has not heard from for too long.
+    MemberUnreachable,
+    /// A running pod that has not become a member in time.
+    MemberNotJoining,
+    /// A learner that has not caught up in time.
+    MemberNotCatchingUp,
+    /// The membership change of this reconcile failed.
+    ChangeFailed,
+}
+
+impl Problem {
+    /// The Degraded condition's reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::ClusterUnreachable => "ClusterUnreachable",
+            Problem::ClusterLost => "ClusterLost",
+            Problem::NoLeader => "NoLeader",
+            Problem::LastVoter => "LastVoter",
+            Problem::MemberDataLost => "MemberDataLost",
+            Problem::MemberUnreachable => "MemberUnreachable",
+            Problem::MemberNotJoining => "MemberNotJoining",
+            Problem::MemberNotCatchingUp => "MemberNotCatchingUp",
+            Problem::ChangeFailed => "ChangeFailed",
+        }
+    }
+}
+
+/// A problem that needs a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Degraded {
+    /// What kind.
+    pub problem: Problem,
+    /// A full sentence with a hint.
+    pub message: String,
+}
+
 /// The decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -175,8 +227,8 @@ pub struct Plan {
     pub progress: Progress,
     /// What the orchestration waits for, for people.
     pub waiting: Vec<String>,
-    /// Problems that need a person, each a full sentence with a hint.
-    pub degraded: Vec<String>,
+    /// Problems that need a person.
+    pub degraded: Vec<Degraded>,
 }
 
 struct Planner<'o, 'a> {
@@ -238,6 +290,10 @@ impl Planner<'_, '_> {
         self.obs.now.duration_since(since)
     }
 
+    fn degrade(&mut self, problem: Problem, message: String) {
+        self.plan.degraded.push(Degraded { problem, message });
+    }
+
     fn set_change(&mut self, change: Change) {
         if self.plan.change.is_none() {
             self.plan.change = Some(change);
@@ -283,7 +339,7 @@ impl Planner<'_, '_> {
                 who.join(", ")
             ));
             if lasted > self.timeout() {
-                self.plan.degraded.push(format!(
+                self.degrade(Problem::ClusterUnreachable, format!(
                     "no cluster after {}: {} did not answer the admin API; check the pods' logs (kubectl logs {})",
                     human(lasted),
                     who.join(", "),
@@ -306,7 +362,7 @@ impl Planner<'_, '_> {
                 silent.join(", ")
             ));
         } else if !self.obs.recorded_members.is_empty() {
-            self.plan.degraded.push(format!(
+            self.degrade(Problem::ClusterLost, format!(
                 "every worker reports an empty store, but this Nat had a cluster (members {}): not starting a new one, which would split it if the old members return; if their volumes are really gone, delete the Nat and create it again",
                 self.obs.recorded_members.join(", ")
             ));
@@ -350,9 +406,10 @@ impl Planner<'_, '_> {
                 None => "the cluster has no leader (an election is running, or a quorum of voters is down)".to_owned(),
                 Some(l) => format!("the leader (node {l}) did not answer"),
             };
-            self.plan.degraded.push(format!(
-                "{why}; membership changes wait until a leader answers"
-            ));
+            self.degrade(
+                Problem::NoLeader,
+                format!("{why}; membership changes wait until a leader answers"),
+            );
             self.plan.waiting.push("waiting for a leader".into());
             return;
         }
@@ -393,7 +450,7 @@ impl Planner<'_, '_> {
                     why: "scale-in (a learner, owns no buckets)".into(),
                 });
             } else if other_voters == 0 {
-                self.plan.degraded.push(format!(
+                self.degrade(Problem::LastVoter, format!(
                     "cannot remove {} (node {}): it is the last voter; scale the Nat to at least {}",
                     m.name,
                     m.id,
@@ -434,14 +491,14 @@ impl Planner<'_, '_> {
                             why: "its pod restarted without its data; it will join again as a new member".into(),
                         });
                     } else {
-                        self.plan.degraded.push(format!(
+                        self.degrade(Problem::MemberDataLost, format!(
                             "{} (node {}) lost its data and is the only voter: the cluster's state is gone; delete and recreate the Nat",
                             pod.name, m.id
                         ));
                     }
                 }
                 Some(m) if m.role == Role::Learner => self.learner(&pod, m, view),
-                Some(m) => {
+                Some(m) if m.reachable => {
                     if pod.running {
                         self.gate(
                             &pod,
@@ -449,10 +506,29 @@ impl Planner<'_, '_> {
                             format!("voting member, node {}", m.id),
                         );
                     }
-                    if !m.reachable {
-                        self.plan.waiting.push(format!(
-                            "{} (node {}) is not reachable from the leader",
-                            m.name, m.id
+                }
+                Some(m) => {
+                    // A voter the leader cannot hear serves no traffic: take it out of
+                    // Ready (endpoints, the PDB's count) until it is back.
+                    let lasted = self.gate(
+                        &pod,
+                        GateReason::Unreachable,
+                        format!("voting member, node {}, not heard by the leader", m.id),
+                    );
+                    self.plan.waiting.push(format!(
+                        "{} (node {}) is not reachable from the leader",
+                        m.name, m.id
+                    ));
+                    if lasted > self.timeout() {
+                        let leader = view
+                            .leader_member()
+                            .map_or_else(|| "the leader".to_owned(), |l| l.name.clone());
+                        self.degrade(Problem::MemberUnreachable, format!(
+                            "member {} (node {}) has been unreachable from the leader for {}: check the pod (kubectl describe pod {}) and its network path to {leader}",
+                            m.name,
+                            m.id,
+                            human(lasted),
+                            m.name
                         ));
                     }
                 }
@@ -514,12 +590,15 @@ impl Planner<'_, '_> {
             } else {
                 "the Join calls did not take effect"
             };
-            self.plan.degraded.push(format!(
-                "{} has been running for {} but is not a member: {why}; check kubectl logs {}",
-                pod.name,
-                human(lasted),
-                pod.name
-            ));
+            self.degrade(
+                Problem::MemberNotJoining,
+                format!(
+                    "{} has been running for {} but is not a member: {why}; check kubectl logs {}",
+                    pod.name,
+                    human(lasted),
+                    pod.name
+                ),
+            );
         }
     }
 
@@ -555,7 +634,7 @@ impl Planner<'_, '_> {
             } else {
                 "the leader cannot reach it".to_owned()
             };
-            self.plan.degraded.push(format!(
+            self.degrade(Problem::MemberNotCatchingUp, format!(
                 "member {} (node {}) has not caught up with the leader after {}: {state}; check its network path to {leader} and its disk (kubectl logs {})",
                 pod.name,
                 m.id,
@@ -687,7 +766,11 @@ mod tests {
         w.recorded = vec!["demo-0".into(), "demo-1".into(), "demo-2".into()];
         let p = w.plan(3, Some(3));
         assert_eq!(p.change, None);
-        assert!(p.degraded[0].contains("would split it"), "{:?}", p.degraded);
+        assert!(
+            p.degraded[0].message.contains("would split it"),
+            "{:?}",
+            p.degraded
+        );
         // A pod that exists but is not running may hold the state too.
         let mut w = World::new().pod(0, None).pod(1, None);
         w.pods[1].running = false;
@@ -789,7 +872,7 @@ mod tests {
             "the phase is unchanged, so its start time is kept"
         );
         assert_eq!(p.degraded.len(), 1);
-        let msg = &p.degraded[0];
+        let msg = &p.degraded[0].message;
         assert!(
             msg.contains("demo-1")
                 && msg.contains("has not caught up")
@@ -890,7 +973,11 @@ mod tests {
         let w = World::new().member(1, Role::Voter, 100).pod(1, None);
         let p = w.plan(1, Some(2));
         assert_eq!(p.change, None);
-        assert!(p.degraded[0].contains("last voter"), "{:?}", p.degraded);
+        assert!(
+            p.degraded[0].message.contains("last voter"),
+            "{:?}",
+            p.degraded
+        );
     }
 
     #[test]
@@ -921,7 +1008,44 @@ mod tests {
         v.leader = None;
         let p = w.plan(2, Some(2));
         assert_eq!(p.change, None);
-        assert!(p.degraded[0].contains("no leader"));
+        assert!(p.degraded[0].message.contains("no leader"));
+    }
+
+    #[test]
+    fn an_unreachable_voter_leaves_ready_and_degrades_after_the_timeout() {
+        let mut w = World::new()
+            .member(0, Role::Voter, 100)
+            .member(1, Role::Voter, 100)
+            .pod(0, Some((true, "Voter", 0)))
+            .pod(1, Some((true, "Voter", 0)));
+        w.probe.view.as_mut().unwrap().members[1].reachable = false;
+        let p = w.plan(2, Some(2));
+        assert_eq!(p.gates.len(), 1);
+        assert_eq!(
+            (p.gates[0].pod.as_str(), p.gates[0].reason),
+            ("demo-1", GateReason::Unreachable)
+        );
+        assert!(p.degraded.is_empty());
+        w.pods[1].gate = Some(GateCondition {
+            ready: false,
+            reason: "Unreachable".into(),
+            since: ts(0),
+        });
+        w.now = ts(400);
+        let p = w.plan(2, Some(2));
+        assert!(p.gates.is_empty());
+        assert!(
+            p.degraded[0]
+                .message
+                .contains("unreachable from the leader for 6m40s"),
+            "{:?}",
+            p.degraded
+        );
+        // Back: the gate opens again.
+        w.probe.view.as_mut().unwrap().members[1].reachable = true;
+        let p = w.plan(2, Some(2));
+        assert_eq!(p.gates[0].reason, GateReason::Voter);
+        assert!(p.degraded.is_empty());
     }
 
     #[test]

@@ -274,7 +274,7 @@ async fn a_member_that_never_catches_up_degrades_with_a_clear_message() {
     assert_eq!(admin.learners(), vec!["demo-2"]);
     assert_eq!(p.change, None);
     assert_eq!(p.degraded.len(), 1, "{:?}", p.degraded);
-    let msg = &p.degraded[0];
+    let msg = &p.degraded[0].message;
     assert!(
         msg.starts_with("member demo-2 (node 3) has not caught up with the leader after "),
         "{msg}"
