@@ -89,3 +89,34 @@ fn export_returns_every_session() {
     ex.sort();
     assert_eq!(ex, vec![rec(1, 0x1201), rec(2, 0x1302)]);
 }
+
+#[test]
+fn removing_an_undrained_session_drops_it_from_the_batch() {
+    let mut e = engine();
+    e.set_owned_buckets((0..256).map(BucketId));
+    let key = SessionKey {
+        proto: Proto::Udp,
+        inside: Endpoint::new(0x0a00_0001, 40000),
+    };
+    // Create it through the packet path.
+    let mut f = vec![0u8; 14 + 20 + 8];
+    f[12] = 0x08;
+    let ip = &mut f[14..];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&28u16.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&0x0a00_0001u32.to_be_bytes());
+    ip[16..20].copy_from_slice(&0xcb00_7107u32.to_be_bytes());
+    let c = mfplane_core::csum::checksum(&ip[..20]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip[20..22].copy_from_slice(&40000u16.to_be_bytes());
+    ip[22..24].copy_from_slice(&53u16.to_be_bytes());
+    ip[24..26].copy_from_slice(&8u16.to_be_bytes());
+    assert!(matches!(
+        e.process(&mut f, Timestamp(1)),
+        Verdict::Translated(_)
+    ));
+    assert!(e.remove(&key).is_some());
+    assert_eq!(e.drain_created().count(), 0);
+}
