@@ -12,7 +12,7 @@ use aya::programs::xdp::XdpLinkId;
 use aya::programs::{Xdp, XdpMode};
 use mfplane_core::FlowHashKey;
 use mfplane_core::lb_maps::{
-    Generation, LbCounter, LbSettings, MAP_LB_ACTIVE, MAP_LB_BUCKETS, MAP_LB_COUNTERS,
+    CounterKind, Generation, LbCounter, LbSettings, MAP_LB_ACTIVE, MAP_LB_BUCKETS, MAP_LB_COUNTERS,
     MAP_LB_EXTERNAL, MAP_LB_FABRIC, MAP_LB_FRAGS, MAP_LB_GEN_CFG, MAP_LB_OWNERS, MAP_LB_SETTINGS,
     bucket_index, owner_index,
 };
@@ -32,6 +32,15 @@ impl CounterSnapshot {
     /// The value of `c` (0 if the snapshot is shorter).
     pub fn get(&self, c: LbCounter) -> u64 {
         self.0.get(c.index() as usize).copied().unwrap_or(0)
+    }
+
+    /// Packets seen: every packet gets exactly one verdict.
+    pub fn received(&self) -> u64 {
+        LbCounter::ALL
+            .iter()
+            .filter(|c| c.kind() == CounterKind::Verdict)
+            .map(|c| self.get(*c))
+            .sum()
     }
 
     /// `self - before`, per counter (saturating: counters only grow).

@@ -2,7 +2,7 @@
 //!
 //! Names: `mfplane_lb_rx_packets_total`, `mfplane_lb_packets_total{verdict}`,
 //! `mfplane_lb_drops_total{reason}`, `mfplane_lb_events_total{event}` (from the
-//! per-CPU counters, summed), `mfplane_lb_epoch`, `mfplane_lb_owners`,
+//! per-CPU counters, summed; rx is the sum of the verdicts), `mfplane_lb_epoch`, `mfplane_lb_owners`,
 //! `mfplane_lb_unowned_buckets`, `mfplane_lb_cluster_connected`,
 //! `mfplane_lb_updates_total{result}` (from the watcher).
 
@@ -22,11 +22,11 @@ pub fn install(listen: SocketAddr) -> Result<(), metrics_exporter_prometheus::Bu
 
 /// Publishes a counter snapshot (absolute values: the map holds totals).
 pub fn publish(snapshot: &CounterSnapshot) {
+    metrics::counter!("mfplane_lb_rx_packets_total").absolute(snapshot.received());
     for c in LbCounter::ALL {
         let v = snapshot.get(*c);
         let label = c.label();
         match c.kind() {
-            CounterKind::Received => metrics::counter!("mfplane_lb_rx_packets_total").absolute(v),
             CounterKind::Verdict => {
                 metrics::counter!("mfplane_lb_packets_total", "verdict" => label).absolute(v)
             }

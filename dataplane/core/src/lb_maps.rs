@@ -224,9 +224,8 @@ impl LbSettings {
 /// What an [`LbCounter`] counts; the agent exports each kind as its own metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CounterKind {
-    /// Every packet, once.
-    Received,
-    /// The XDP action returned; exactly one per packet.
+    /// The XDP action returned; exactly one per packet, so the verdicts sum to the
+    /// packets seen (no separate "received" counter costs a map write per packet).
     Verdict,
     /// Why a packet was dropped; exactly one per dropped packet.
     Drop,
@@ -268,8 +267,6 @@ macro_rules! lb_counters {
 }
 
 lb_counters! {
-    /// Every packet the program saw.
-    Received = (Received, "rx"),
     /// Verdict: not ours (ARP, IPv6, traffic neither outbound nor inbound): the kernel.
     Pass = (Verdict, "pass"),
     /// Verdict: steered back out of the interface it came in on.

@@ -61,8 +61,7 @@ fn encapsulate(
     pkt: &Ipv4Packet,
     owner: &Owner,
 ) -> ControlFlow<u32, ()> {
-    let inner = &pkt.ip;
-    let Some(total) = inner.total_len().checked_add(20) else {
+    let Some(total) = pkt.total_len.checked_add(20) else {
         return drop_with(LbCounter::DropEncap);
     };
     // Grow (or, for a tagged frame, shift) the head so the inner header starts right
@@ -74,11 +73,11 @@ fn encapsulate(
     }
     let mut outer = Ipv4Hdr {
         version_ihl: 0x45,
-        tos: inner.tos,
+        tos: pkt.tos,
         total_len: total.to_be_bytes(),
-        id: inner.id,
-        // RFC 2003 §3.1: copy DF from the inner header; never fragment the outer.
-        frag_off: (inner.frag_word() & IP_DF).to_be_bytes(),
+        id: pkt.id.to_be_bytes(),
+        // RFC 2003 §3.1: copy DF from the inner header.
+        frag_off: if pkt.dont_fragment { IP_DF } else { 0 }.to_be_bytes(),
         ttl: OUTER_TTL,
         proto: IPPROTO_IPIP,
         check: [0; 2],

@@ -38,10 +38,10 @@ pub fn mfplane_lb(ctx: XdpContext) -> u32 {
     try_lb(&ctx)
 }
 
-/// Counts the packet and its verdict around [`steer`].
+/// Counts the verdict of [`steer`]: exactly one verdict counter per packet, so their
+/// sum is the number of packets seen.
 #[inline(always)]
 fn try_lb(ctx: &XdpContext) -> u32 {
-    bump(LbCounter::Received);
     let action = match steer(ctx) {
         ControlFlow::Break(a) | ControlFlow::Continue(a) => a,
     };
@@ -66,11 +66,12 @@ fn steer(ctx: &XdpContext) -> ControlFlow<u32, u32> {
         bump(LbCounter::NotConfigured);
         return ControlFlow::Break(PASS);
     };
-    let (src, dst) = (pkt.ip.src_addr(), pkt.ip.dst_addr());
-    let dir = if is_external(dst) {
-        Direction::Inbound
-    } else if settings.is_inside(src) && !settings.is_inside(dst) {
+    // Outbound first: it needs no hash lookup. Inside to an external IP (hairpin) is
+    // outbound too: the inside endpoint must be translated first.
+    let dir = if settings.is_inside(pkt.src) && !settings.is_inside(pkt.dst) {
         Direction::Outbound
+    } else if is_external(pkt.dst) {
+        Direction::Inbound
     } else {
         return ControlFlow::Break(PASS);
     };

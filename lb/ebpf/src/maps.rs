@@ -49,14 +49,14 @@ pub fn bump(c: LbCounter) {
 #[derive(Clone, Copy)]
 pub struct Table {
     pub generation: Generation,
-    pub config: DataplaneConfig,
+    pub config: &'static DataplaneConfig,
 }
 
 /// The generation in use and its config, or `None` before the agent wrote one.
 #[inline(always)]
 pub fn active_table() -> Option<Table> {
     let generation = ACTIVE.get(0).copied().unwrap_or_default();
-    let config = GEN_CFG.get(generation.index()).copied()?;
+    let config = GEN_CFG.get(generation.index())?;
     Some(Table { generation, config })
 }
 

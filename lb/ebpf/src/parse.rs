@@ -11,7 +11,8 @@ use core::ops::ControlFlow;
 
 use aya_ebpf::programs::XdpContext;
 use mfplane_core::hdr::{
-    ETH_P_8021Q, ETH_P_IPV4, EthHdr, IcmpHdr, Ipv4Hdr, L4Lead, TcpHdr, UdpHdr, VlanHdr, icmp_type,
+    ETH_P_8021Q, ETH_P_IPV4, EthHdr, IP_DF, IcmpHdr, Ipv4Hdr, L4Lead, TcpHdr, UdpHdr, VlanHdr,
+    icmp_type,
 };
 use mfplane_core::lb_maps::LbCounter;
 use mfplane_core::maps::FragKey;
@@ -31,11 +32,13 @@ pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
     Some((start + off) as *mut T)
 }
 
-/// Reads a header `T` (alignment 1, any bytes valid) at byte `off`.
+/// A view of the header `T` (alignment 1, any bytes valid) at byte `off`. Reading
+/// through the view loads only the fields used, not the whole header. Views must not
+/// outlive a `bpf_xdp_adjust_head` (the encapsulation takes what it needs first).
 #[inline(always)]
-pub fn read_at<T: Copy>(ctx: &XdpContext, off: usize) -> Option<T> {
+pub fn view_at<T>(ctx: &XdpContext, off: usize) -> Option<&T> {
     // SAFETY: bounds checked by `ptr_at`; `T` is a `hdr` struct of bytes.
-    ptr_at::<T>(ctx, off).map(|p| unsafe { *p })
+    ptr_at::<T>(ctx, off).map(|p| unsafe { &*p })
 }
 
 /// Counts `reason` and ends the packet with `XDP_DROP`.
@@ -45,43 +48,55 @@ pub fn drop_with<T>(reason: LbCounter) -> ControlFlow<u32, T> {
     ControlFlow::Break(DROP)
 }
 
-/// Reads a `T` at `off`, or drops the packet as `reason`.
+/// A view of the `T` at `off`, or drops the packet as `reason`.
 #[inline(always)]
-fn need<T: Copy>(ctx: &XdpContext, off: usize, reason: LbCounter) -> ControlFlow<u32, T> {
-    match read_at::<T>(ctx, off) {
+fn need<T>(ctx: &XdpContext, off: usize, reason: LbCounter) -> ControlFlow<u32, &T> {
+    match view_at::<T>(ctx, off) {
         Some(h) => ControlFlow::Continue(h),
         None => drop_with(reason),
     }
 }
 
-/// A sane IPv4 packet: where its headers start and a copy of the fixed IPv4 header.
+/// A sane IPv4 packet: where its headers start and the IPv4 fields the LB uses
+/// (read once, host order).
 #[derive(Clone, Copy)]
 pub struct Ipv4Packet {
     /// Offset of the IPv4 header (after Ethernet and an optional 802.1Q tag).
     pub l3: usize,
     /// Offset of the L4 header (after the IPv4 options).
     pub l4: usize,
-    pub ip: Ipv4Hdr,
+    pub src: u32,
+    pub dst: u32,
+    pub proto: u8,
+    pub tos: u8,
+    pub id: u16,
+    pub total_len: u16,
+    /// The DF flag, copied to an IP-in-IP outer header.
+    pub dont_fragment: bool,
+    /// A fragment with offset > 0: no L4 header.
+    pub later_fragment: bool,
+    /// More fragments follow this one.
+    pub more_fragments: bool,
 }
 
 /// Parses Ethernet (one optional 802.1Q tag) and checks the IPv4 header. Non-IPv4
 /// frames pass to the kernel; malformed IPv4 is dropped and counted.
 #[inline(always)]
 pub fn ipv4(ctx: &XdpContext) -> ControlFlow<u32, Ipv4Packet> {
-    let Some(eth) = read_at::<EthHdr>(ctx, 0) else {
+    let Some(eth) = view_at::<EthHdr>(ctx, 0) else {
         return ControlFlow::Break(PASS);
     };
     let mut l3 = size_of::<EthHdr>();
     let mut ether_type = eth.ether_type();
     if ether_type == ETH_P_8021Q {
-        let vlan: VlanHdr = need(ctx, l3, LbCounter::DropTruncated)?;
+        let vlan: &VlanHdr = need(ctx, l3, LbCounter::DropTruncated)?;
         ether_type = vlan.ether_type();
         l3 += size_of::<VlanHdr>();
     }
     if ether_type != ETH_P_IPV4 {
         return ControlFlow::Break(PASS);
     }
-    let ip: Ipv4Hdr = need(ctx, l3, LbCounter::DropTruncated)?;
+    let ip: &Ipv4Hdr = need(ctx, l3, LbCounter::DropTruncated)?;
     if ip.version() != 4 {
         return drop_with(LbCounter::DropBadVersion);
     }
@@ -95,7 +110,19 @@ pub fn ipv4(ctx: &XdpContext) -> ControlFlow<u32, Ipv4Packet> {
     }
     // IHL is 4 bits, so the offset stays bounded for the verifier.
     let l4 = l3 + ((ip.version_ihl & 0x0f) as usize) * 4;
-    ControlFlow::Continue(Ipv4Packet { l3, l4, ip })
+    ControlFlow::Continue(Ipv4Packet {
+        l3,
+        l4,
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        proto: ip.proto,
+        tos: ip.tos,
+        id: ip.id(),
+        total_len: ip.total_len(),
+        dont_fragment: ip.frag_word() & IP_DF != 0,
+        later_fragment: ip.is_later_fragment(),
+        more_fragments: ip.more_fragments(),
+    })
 }
 
 /// Which way a packet crosses the NAT.
@@ -117,9 +144,8 @@ pub fn bucket(
     table: &Table,
     bits: BucketBits,
 ) -> ControlFlow<u32, u32> {
-    let ip = &pkt.ip;
-    let frag_key = FragKey::new(ip.src_addr(), ip.dst_addr(), ip.id(), ip.proto);
-    if ip.is_later_fragment() {
+    let frag_key = FragKey::new(pkt.src, pkt.dst, pkt.id, pkt.proto);
+    if pkt.later_fragment {
         // SAFETY: the u32 value is copied out at once.
         return match unsafe { FRAGS.get(&frag_key) } {
             Some(b) => {
@@ -130,7 +156,7 @@ pub fn bucket(
         };
     }
     let b = l4_bucket(ctx, pkt, dir, table, bits)?;
-    if ip.more_fragments() {
+    if pkt.more_fragments {
         // A full LRU evicts the oldest entry; an error here is not possible to act on.
         let _ = FRAGS.insert(&frag_key, &b, 0);
         bump(LbCounter::FragmentTracked);
@@ -147,25 +173,24 @@ fn l4_bucket(
     table: &Table,
     bits: BucketBits,
 ) -> ControlFlow<u32, u32> {
-    let ip = &pkt.ip;
     let key = &table.config.hash_key;
-    let port = match Proto::from_number(ip.proto) {
+    let port = match Proto::from_number(pkt.proto) {
         Some(Proto::Tcp) => {
-            let h: TcpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
+            let h: &TcpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
             match dir {
                 Direction::Outbound => h.src_port(),
                 Direction::Inbound => h.dst_port(),
             }
         }
         Some(Proto::Udp) => {
-            let h: UdpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
+            let h: &UdpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
             match dir {
                 Direction::Outbound => h.src_port(),
                 Direction::Inbound => h.dst_port(),
             }
         }
         Some(Proto::Icmp) => {
-            let h: IcmpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
+            let h: &IcmpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
             match (dir, h.icmp_type) {
                 (Direction::Outbound, _) if h.is_echo() => h.echo_id(),
                 (Direction::Inbound, icmp_type::ECHO_REPLY) => h.echo_id(),
@@ -183,7 +208,7 @@ fn l4_bucket(
         },
     };
     ControlFlow::Continue(match dir {
-        Direction::Outbound => outbound_bucket(key, bits, ip.src_addr(), port, ip.proto).0,
+        Direction::Outbound => outbound_bucket(key, bits, pkt.src, port, pkt.proto).0,
         Direction::Inbound => inbound_bucket(bits, port).0,
     } as u32)
 }
@@ -202,12 +227,12 @@ fn icmp_error_bucket(
 ) -> ControlFlow<u32, u32> {
     bump(LbCounter::IcmpError);
     let q3 = pkt.l4 + size_of::<IcmpHdr>();
-    let q: Ipv4Hdr = need(ctx, q3, LbCounter::DropBadIcmpQuote)?;
+    let q: &Ipv4Hdr = need(ctx, q3, LbCounter::DropBadIcmpQuote)?;
     if q.version() != 4 || q.ihl() < 5 {
         return drop_with(LbCounter::DropBadIcmpQuote);
     }
     let q4 = q3 + ((q.version_ihl & 0x0f) as usize) * 4;
-    let lead: L4Lead = need(ctx, q4, LbCounter::DropBadIcmpQuote)?;
+    let lead: &L4Lead = need(ctx, q4, LbCounter::DropBadIcmpQuote)?;
     // TCP/UDP: ports in w0 (source) and w1 (destination); ICMP echo: id in w2.
     let (src_port, dst_port) = match Proto::from_number(q.proto) {
         Some(Proto::Tcp | Proto::Udp) => (u16::from_be_bytes(lead.w0), u16::from_be_bytes(lead.w1)),
