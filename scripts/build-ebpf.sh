@@ -44,12 +44,14 @@ for c in "${crates[@]}"; do
   log "building $c"
   (cd "$dir" && cargo +nightly build -Z build-std=core --target bpfel-unknown-none --release) \
     || die "build of $c failed (see the compiler output above)"
-  while IFS= read -r bin; do
+  # The objects are the crate's binaries: its [[bin]] names, or the package name.
+  bins="$(awk '/^\[\[bin\]\]/{b=1; next} /^\[/{b=0} b && /^name *=/{gsub(/.*= *"|".*/, ""); print}' "$dir/Cargo.toml")"
+  [ -n "$bins" ] || bins="$(awk '/^\[package\]/{p=1; next} /^\[/{p=0} p && /^name *=/{gsub(/.*= *"|".*/, ""); print; exit}' "$dir/Cargo.toml")"
+  for bin in $bins; do
     obj="$dir/target/bpfel-unknown-none/release/$bin"
     [ -f "$obj" ] || die "$c built, but $obj is missing"
     built+=("$obj")
-  done < <(cd "$dir" && cargo +nightly metadata --no-deps --format-version 1 \
-             | python3 -c 'import json,sys; [print(t["name"]) for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "bin" in t["kind"]]')
+  done
 done
 for o in "${built[@]}"; do
   log "ok: $o"
