@@ -251,16 +251,12 @@ async fn follows_failover_resumes_and_resyncs() {
     task.abort();
 }
 
-#[test]
-fn agent_end_to_end_in_a_private_namespace() {
-    let Some(dp) = datapath_or_skip("agent_end_to_end_in_a_private_namespace") else {
-        return;
-    };
-    drop(dp);
-    // A thread of our own in a fresh, unnamed network namespace: everything created
-    // in it (veth pair, sockets, XDP attachment) disappears with the thread, even if
-    // the test fails.
-    let handle = std::thread::spawn(|| {
+/// Runs `body` on a thread of its own in a fresh, unnamed network namespace with lo
+/// up and a veth pair `mfplb0`/`mfplb1` (192.0.2.254/24 on `mfplb1`). Everything
+/// created in it (links, sockets, XDP attachments) disappears with the thread, even
+/// if the test fails; child processes are killed by their guards first.
+fn in_private_netns(body: impl FnOnce() + Send + 'static) {
+    let handle = std::thread::spawn(move || {
         // SAFETY: unshare affects only this thread's namespaces.
         let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
         assert_eq!(
@@ -283,33 +279,130 @@ fn agent_end_to_end_in_a_private_namespace() {
         ip(&["addr", "add", "192.0.2.254/24", "dev", "mfplb1"]);
         ip(&["link", "set", "mfplb0", "up"]);
         ip(&["link", "set", "mfplb1", "up"]);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(end_to_end());
-        let out = std::process::Command::new("ip")
-            .args(["link", "show", "mfplb0"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            !text.contains("xdp"),
-            "XDP still attached after shutdown: {text}"
-        );
+        body();
     });
     if let Err(p) = handle.join() {
         std::panic::resume_unwind(p);
     }
 }
 
+fn xdp_attached(iface: &str) -> bool {
+    let out = std::process::Command::new("ip")
+        .args(["link", "show", iface])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("xdp")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `/metrics` until it shows `needle`.
+async fn wait_for_metrics(port: u16, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "metrics never showed {needle:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(text) = scrape(port).await
+            && text.contains(needle)
+        {
+            return text;
+        }
+    }
+}
+
+#[test]
+fn agent_end_to_end_in_a_private_namespace() {
+    let Some(dp) = datapath_or_skip("agent_end_to_end_in_a_private_namespace") else {
+        return;
+    };
+    drop(dp);
+    in_private_netns(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(end_to_end());
+        assert!(!xdp_attached("mfplb0"), "XDP still attached after shutdown");
+    });
+}
+
+/// Kills and reaps a child process when dropped (test failure included).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The binary with the flags the lab uses: fails over past a dead member, serves
+/// metrics, and on SIGTERM detaches and exits 0.
+#[test]
+fn binary_detaches_on_sigterm() {
+    let Some(dp) = datapath_or_skip("binary_detaches_on_sigterm") else {
+        return;
+    };
+    drop(dp);
+    in_private_netns(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let member = FakeMember::with(vec![vec![Step::Send(full(4, |_| 1))]]);
+            let addr = member.clone().serve().await;
+            let metrics_port = free_port();
+            // Spawned from this thread, so the child lives in the private namespace.
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
+                .args(["--attach", "mfplb0", "--fabric", "mfplb1"])
+                .args([
+                    "--inside-prefix",
+                    "10.0.0.0/8",
+                    "--inside-prefix",
+                    "172.16.0.0/12",
+                ])
+                .args(["--mode", "l2", "--xdp-mode", "auto"])
+                .args(["--cluster", &format!("127.0.0.1:1,{addr}")])
+                .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+                .env("RUST_LOG", "warn")
+                .spawn()
+                .unwrap();
+            let mut child = KillOnDrop(child);
+            wait_for_metrics(metrics_port, "mfplane_lb_epoch 4").await;
+            assert!(xdp_attached("mfplb0"), "XDP not attached");
+            // SAFETY: signalling our own child by its pid.
+            assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+            let start = Instant::now();
+            let status = loop {
+                if let Some(st) = child.0.try_wait().unwrap() {
+                    break st;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "no exit after SIGTERM"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            assert!(status.success(), "exit status {status}");
+            assert!(!xdp_attached("mfplb0"), "XDP still attached after SIGTERM");
+        });
+    });
+}
+
 async fn end_to_end() {
     let member = FakeMember::with(vec![vec![Step::Send(full(9, |b| 1 + u64::from(b % 3)))]]);
     let addr = member.clone().serve().await;
-    let metrics_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let metrics_port = free_port();
     let cluster = addr.to_string();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let args = <mfplane_lb::Args as clap::Parser>::parse_from([
@@ -336,33 +429,18 @@ async fn end_to_end() {
     let agent = tokio::spawn(mfplane_lb::agent::run(cfg, async move {
         let _ = stop_rx.await;
     }));
-    let start = Instant::now();
-    let body = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "metrics never showed epoch 9"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Ok(text) = scrape(metrics_port).await
-            && text.contains("mfplane_lb_epoch 9")
-            && text.contains("mfplane_lb_packets_total")
-        {
-            break text;
-        }
+    let body = wait_for_metrics(metrics_port, "mfplane_lb_epoch 9").await;
+    let body = if body.contains("mfplane_lb_packets_total") {
+        body
+    } else {
+        wait_for_metrics(metrics_port, "mfplane_lb_packets_total").await
     };
     assert!(
         body.contains("mfplane_lb_drops_total{reason=\"no_owner\"}"),
         "{body}"
     );
     assert!(body.contains("mfplane_lb_cluster_connected 1"), "{body}");
-    let link = std::process::Command::new("ip")
-        .args(["link", "show", "mfplb0"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&link.stdout).contains("xdp"),
-        "XDP not attached"
-    );
+    assert!(xdp_attached("mfplb0"), "XDP not attached");
     stop_tx.send(()).unwrap();
     agent.await.unwrap().unwrap();
     assert_eq!(member.requests(), vec![0]);
