@@ -292,10 +292,6 @@ impl<T: SessionTable> Engine<T> {
                 self.host_sessions.remove(&key.inside.ip);
             }
         }
-        // Not yet handed to replication: it will never need to be (the batch is small).
-        if s.origin == Origin::Local {
-            self.created.retain(|r| r.key != *key);
-        }
         // Its filter permissions are left to `gc`: finding them here would cost a scan
         // of all permissions per removal.
         self.counters.sessions_removed += 1;
@@ -310,9 +306,13 @@ impl<T: SessionTable> Engine<T> {
     }
 
     /// The sessions allocated here since the last call, oldest first, for the next
-    /// replication batch.
-    pub fn drain_created(&mut self) -> std::vec::Drain<'_, SessionRecord> {
-        self.created.drain(..)
+    /// replication batch. Sessions removed in the meantime are left out (checked
+    /// here, once per record, rather than by a scan of the batch per removal).
+    pub fn drain_created(&mut self) -> impl Iterator<Item = SessionRecord> + '_ {
+        let table = &self.table;
+        self.created
+            .drain(..)
+            .filter(move |r| table.get(&r.key).is_some_and(|s| s.record == *r))
     }
 
     /// Keys of sessions in owned buckets idle past their timeout at `now`. The owner
