@@ -33,5 +33,19 @@ pub enum Error {
     TableFull(usize),
 }
 
+impl Error {
+    /// A stable label for a failures counter (for example of rejected imports).
+    pub const fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::PortNotInBucket { .. } => "port_not_in_bucket",
+            Error::UnknownExternalIp { .. } => "unknown_external_ip",
+            Error::ExternalTaken { .. } => "external_taken",
+            Error::KeyConflict { .. } => "key_conflict",
+            Error::TableFull(_) => "table_full",
+        }
+    }
+}
+
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
