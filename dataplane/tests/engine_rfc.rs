@@ -374,6 +374,25 @@ fn rfc5382_rst_makes_the_mapping_transitory_and_does_not_open_one() {
 }
 
 #[test]
+fn rfc5382_req5_mid_stream_pickup_is_transitory_until_the_outside_answers() {
+    let mut e = engine();
+    let key = SessionKey {
+        proto: Proto::Tcp,
+        inside: Endpoint::new(HOST_A, 50000),
+    };
+    let ext = mapped(&mut e, &Pkt::tcp(HOST_A, 50000, REMOTE, 80, ACK));
+    assert_eq!(e.session(&key).unwrap().tcp, TcpState::SynSent);
+    run(&mut e, &Pkt::tcp(HOST_A, 50000, REMOTE, 80, ACK), at(1));
+    assert_eq!(
+        e.session(&key).unwrap().tcp,
+        TcpState::SynSent,
+        "outbound alone never establishes"
+    );
+    run(&mut e, &Pkt::tcp(REMOTE, 80, ext.ip, ext.port, ACK), at(2));
+    assert_eq!(e.session(&key).unwrap().tcp, TcpState::Established);
+}
+
+#[test]
 fn rfc5382_req2_tcp_hairpinning() {
     let mut e = engine();
     let b_ext = mapped(&mut e, &Pkt::tcp(HOST_B, 8080, REMOTE, 80, SYN));

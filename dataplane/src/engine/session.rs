@@ -46,10 +46,11 @@ impl TcpState {
         if flags.contains(Flags::FIN) {
             return TcpState::Closing;
         }
+        // Established once the outside acknowledges: a SYN-ACK after our SYN, the
+        // SYN-ACK of a simultaneous open, or any ACK of a connection picked up mid-
+        // stream (a mapping created by a non-SYN segment starts transitory).
         match self {
             TcpState::SynSent if flags.contains(Flags::ACK) && !outbound => TcpState::Established,
-            // Simultaneous open: an inbound SYN answered by an outbound ACK.
-            TcpState::SynSent if flags.contains(Flags::ACK) && outbound => TcpState::Established,
             s => s,
         }
     }
@@ -125,6 +126,13 @@ mod tests {
         assert_eq!(TcpState::Established.next(FINACK, true), TcpState::Closing);
         assert_eq!(TcpState::Established.next(RST, false), TcpState::Reset);
         assert!(TcpState::Closing.is_transitory() && TcpState::Reset.is_transitory());
+    }
+
+    #[test]
+    fn only_the_outside_can_establish() {
+        // Outbound ACKs alone (a scan, or a pick-up mid-stream) stay transitory.
+        assert_eq!(TcpState::SynSent.next(ACK, true), TcpState::SynSent);
+        assert_eq!(TcpState::SynSent.next(ACK, false), TcpState::Established);
     }
 
     #[test]

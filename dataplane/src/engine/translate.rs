@@ -262,8 +262,10 @@ impl<T: SessionTable> Engine<T> {
             bucket,
             created_ms: now,
         };
+        // TCP starts transitory whatever opened it (RFC 5382 REQ-5); the outside's
+        // answer establishes it. UDP and ICMP do not use the TCP state.
         let tcp = match flow.flags {
-            Some(f) => TcpState::SynSent.next(f, true),
+            Some(_) => TcpState::SynSent,
             None => TcpState::Established,
         };
         self.table.insert(Session {
