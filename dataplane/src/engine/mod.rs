@@ -20,7 +20,9 @@
 //! (they are created with their configured capacity).
 //!
 //! The header rewrite is `mfplane_core::rewrite`, the same code the eBPF programs
-//! run; this module decides *what* to rewrite.
+//! run; this module decides *what* to rewrite. Forwarding (TTL, next hop, MAC
+//! addresses) is the caller's job: the engine changes only IP addresses, ports or
+//! echo identifiers, and the checksums that cover them.
 
 pub mod config;
 pub mod counters;
