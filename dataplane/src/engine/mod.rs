@@ -77,8 +77,9 @@ pub struct Engine<T: SessionTable = MemTable> {
     table: T,
     /// Allocation pools of the owned buckets, indexed by bucket number.
     pools: Vec<Option<BucketPool>>,
-    /// Sessions per inside IP, for `max_sessions_per_host`.
-    host_sessions: HashMap<u32, u32, FixedState>,
+    /// Per inside IP: its session count (for `max_sessions_per_host`) and its paired
+    /// external IP (computed once per host, not per session).
+    host_sessions: HashMap<u32, HostState, FixedState>,
     /// Address-and-port-dependent filtering: `(session, remote) -> last outbound ms`.
     permissions: HashMap<(SessionKey, Endpoint), u64, FixedState>,
     frags: FragTracker,
@@ -272,7 +273,7 @@ impl<T: SessionTable> Engine<T> {
             origin: Origin::Imported,
             seen_outbound: false,
         });
-        *self.host_sessions.entry(key.inside.ip).or_insert(0) += 1;
+        self.host_added(key.inside.ip);
         self.counters.sessions_imported += 1;
         Ok(())
     }
@@ -288,9 +289,9 @@ impl<T: SessionTable> Engine<T> {
         ) {
             pool.free(ip, ext.port);
         }
-        if let Some(n) = self.host_sessions.get_mut(&key.inside.ip) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(h) = self.host_sessions.get_mut(&key.inside.ip) {
+            h.sessions -= 1;
+            if h.sessions == 0 {
                 self.host_sessions.remove(&key.inside.ip);
             }
         }
@@ -364,9 +365,10 @@ impl<T: SessionTable> Engine<T> {
 
     /// Index of the external IP paired with an inside host (RFC 4787 REQ-2): a keyed
     /// hash, so every worker picks the same one.
-    fn paired_ip_index(&self, inside_ip: u32) -> usize {
+    fn paired_ip_index(&self, inside_ip: u32) -> u8 {
         let h = flow_hash(&self.cfg.hash_key, inside_ip, 0, 0);
-        (h as usize) % self.ext_ips.len()
+        // `validate` caps the external IPs at 255, so the index fits.
+        ((h as usize) % self.ext_ips.len()) as u8
     }
 
     #[inline]
@@ -388,9 +390,33 @@ impl<T: SessionTable> Engine<T> {
         self.inside.iter().any(|(net, mask)| ip & mask == *net)
     }
 
-    /// Allocates an external endpoint for a new session of `key` in `bucket`.
-    fn allocate(&mut self, key: &SessionKey, bucket: BucketId) -> Result<Endpoint, DropReason> {
-        let preferred = self.paired_ip_index(key.inside.ip);
+    /// The state of an inside host, for a new session of it.
+    fn host(&self, inside_ip: u32) -> HostState {
+        match self.host_sessions.get(&inside_ip) {
+            Some(h) => *h,
+            None => HostState {
+                sessions: 0,
+                paired: self.paired_ip_index(inside_ip),
+            },
+        }
+    }
+
+    /// Counts a new session of `inside_ip`.
+    fn host_added(&mut self, inside_ip: u32) {
+        let paired = self.host(inside_ip).paired;
+        self.host_sessions
+            .entry(inside_ip)
+            .or_insert(HostState {
+                sessions: 0,
+                paired,
+            })
+            .sessions += 1;
+    }
+
+    /// Allocates an external endpoint in `bucket`, on the host's paired external IP
+    /// first (and, with arbitrary pooling, on the others next).
+    fn allocate(&mut self, host: HostState, bucket: BucketId) -> Result<Endpoint, DropReason> {
+        let preferred = usize::from(host.paired);
         let n = self.ext_ips.len();
         let tries = match self.cfg.pooling {
             Pooling::Paired => 1,
@@ -407,6 +433,14 @@ impl<T: SessionTable> Engine<T> {
         }
         Err(DropReason::Exhausted)
     }
+}
+
+/// What the engine keeps per inside host.
+#[derive(Clone, Copy, Debug)]
+struct HostState {
+    sessions: u32,
+    /// Index of the paired external IP (RFC 4787 REQ-2); at most 255 IPs.
+    paired: u8,
 }
 
 #[cfg(test)]

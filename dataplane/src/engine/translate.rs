@@ -11,7 +11,7 @@ use super::counters::{Direction, DropReason, Verdict};
 use super::frag::FragDecision;
 use super::session::{Origin, Session, TcpState};
 use super::table::SessionTable;
-use super::{Engine, Timestamp};
+use super::{Engine, HostState, Timestamp};
 use crate::wire::icmp::{self, Message};
 use crate::wire::tcp::Flags;
 use crate::wire::{EtherType, EthernetFrame, IcmpPacket, Ipv4Packet, TcpPacket, UdpPacket};
@@ -251,11 +251,11 @@ impl<T: SessionTable> Engine<T> {
         if self.table.len() >= self.cfg.max_sessions {
             return Err(DropReason::TableFull);
         }
-        let host = self.host_sessions.get(&key.inside.ip).copied().unwrap_or(0);
-        if host >= self.cfg.max_sessions_per_host {
+        let host = self.host(key.inside.ip);
+        if host.sessions >= self.cfg.max_sessions_per_host {
             return Err(DropReason::HostLimit);
         }
-        let external = self.allocate(&key, bucket)?;
+        let external = self.allocate(host, bucket)?;
         let record = SessionRecord {
             key,
             external,
@@ -275,7 +275,13 @@ impl<T: SessionTable> Engine<T> {
             origin: Origin::Local,
             seen_outbound: true,
         });
-        *self.host_sessions.entry(key.inside.ip).or_insert(0) += 1;
+        self.host_sessions
+            .entry(key.inside.ip)
+            .or_insert(HostState {
+                sessions: 0,
+                paired: host.paired,
+            })
+            .sessions += 1;
         self.created.push(record);
         self.counters.sessions_created += 1;
         Ok(external)
