@@ -321,18 +321,34 @@ impl<T: SessionTable> Engine<T> {
     /// Keys of sessions in owned buckets idle past their timeout at `now`. The owner
     /// decides expiry (it sees both directions); removal happens through
     /// [`remove`](Self::remove) once replication has committed it. One call scans
-    /// the whole table (about a millisecond per hundred thousand sessions), so call
-    /// it every few seconds, not per packet.
+    /// the whole table; a worker with many sessions uses
+    /// [`expired_step`](Self::expired_step) instead, a slice at a time.
     pub fn expired(&self, now: Timestamp, out: &mut Vec<SessionKey>) {
+        let mut cursor = Some(0);
+        while let Some(c) = cursor {
+            cursor = self.expired_step(now, c, usize::MAX, out);
+        }
+    }
+
+    /// [`expired`](Self::expired) over at most `limit` table positions from
+    /// `cursor`; returns where to continue, or `None` after the last position. A
+    /// sweep is `cursor = Some(0)` then calls until `None`, with packets in between.
+    pub fn expired_step(
+        &self,
+        now: Timestamp,
+        cursor: usize,
+        limit: usize,
+        out: &mut Vec<SessionKey>,
+    ) -> Option<usize> {
         let (pools, t) = (&self.pools, &self.cfg.timeouts);
-        self.table.for_each(&mut |s| {
+        self.table.scan(cursor, limit, &mut |s| {
             let owned = pools
                 .get(usize::from(s.record.bucket.0))
                 .is_some_and(Option::is_some);
             if owned && s.is_expired(now.0, t) {
                 out.push(s.record.key);
             }
-        });
+        })
     }
 
     /// [`expired`](Self::expired), [`remove`](Self::remove) and [`gc`](Self::gc) in

@@ -39,6 +39,12 @@ pub trait SessionTable {
     /// Visits every session (order unspecified but deterministic for a given
     /// history).
     fn for_each(&self, f: &mut dyn FnMut(&Session));
+
+    /// Visits a bounded part of the table, for sweeps that must not stall the
+    /// packet path: positions `cursor..`, at most `limit` of them. Returns the cursor
+    /// to continue from, or `None` when the end was reached. Sessions inserted or
+    /// removed between calls may be visited once more or skipped once.
+    fn scan(&self, cursor: usize, limit: usize, f: &mut dyn FnMut(&Session)) -> Option<usize>;
 }
 
 /// In-memory table: sessions in a slab, two seeded hash indexes into it, so a
@@ -149,6 +155,17 @@ impl SessionTable for MemTable {
     fn for_each(&self, f: &mut dyn FnMut(&Session)) {
         self.slots.iter().flatten().for_each(f);
     }
+
+    fn scan(&self, cursor: usize, limit: usize, f: &mut dyn FnMut(&Session)) -> Option<usize> {
+        let end = cursor.saturating_add(limit).min(self.slots.len());
+        self.slots
+            .get(cursor..end)
+            .unwrap_or_default()
+            .iter()
+            .flatten()
+            .for_each(f);
+        (end < self.slots.len()).then_some(end)
+    }
 }
 
 #[cfg(test)]
@@ -195,5 +212,11 @@ mod tests {
         let mut n = 0;
         t.for_each(&mut |_| n += 1);
         assert_eq!(n, 2);
+        // A bounded scan in steps of one visits the same sessions.
+        let (mut cursor, mut m) = (Some(0), 0);
+        while let Some(c) = cursor {
+            cursor = t.scan(c, 1, &mut |_| m += 1);
+        }
+        assert_eq!(m, 2);
     }
 }

@@ -120,3 +120,23 @@ fn removing_an_undrained_session_drops_it_from_the_batch() {
     assert!(e.remove(&key).is_some());
     assert_eq!(e.drain_created().count(), 0);
 }
+
+#[test]
+fn a_stepped_sweep_finds_what_a_full_sweep_finds() {
+    let mut e = engine();
+    e.set_owned_buckets((0..256).map(BucketId));
+    for i in 0..50u16 {
+        e.import(rec(1000 + i, 0x1200 + i), Timestamp(0)).unwrap();
+    }
+    let later = Timestamp(10_000_000);
+    let mut full = Vec::new();
+    e.expired(later, &mut full);
+    let (mut stepped, mut cursor, mut steps) = (Vec::new(), Some(0), 0);
+    while let Some(c) = cursor {
+        cursor = e.expired_step(later, c, 7, &mut stepped);
+        steps += 1;
+    }
+    assert_eq!(full.len(), 50);
+    assert_eq!(stepped, full);
+    assert_eq!(steps, 8);
+}
