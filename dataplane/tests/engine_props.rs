@@ -129,3 +129,121 @@ proptest! {
         check(&mut e, &inputs)?;
     }
 }
+
+/// Management operations interleaved with traffic.
+#[derive(Debug, Clone)]
+enum Op {
+    Packet(Input),
+    /// Expire everything idle for this many seconds.
+    Expire(u64),
+    /// Remove the n-th exported session (as replication would).
+    Remove(usize),
+    /// Own exactly the buckets whose number has this bit pattern in common with the mask.
+    Own(u8),
+    /// Export every session and import it into the same engine (idempotent).
+    Reimport,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => input().prop_map(Op::Packet),
+        1 => (0u64..1000).prop_map(Op::Expire),
+        1 => any::<usize>().prop_map(Op::Remove),
+        1 => any::<u8>().prop_map(Op::Own),
+        1 => Just(Op::Reimport),
+    ]
+}
+
+/// The allocator and the table agree: external endpoints are unique, every session's
+/// port lies in its bucket, and for every owned bucket, external IP and protocol the
+/// free ports plus the sessions using them add up to the bucket's size exactly.
+fn check_invariants(
+    e: &mfplane_dataplane::engine::Engine,
+    owned: &[bool],
+) -> Result<(), TestCaseError> {
+    use std::collections::{HashMap, HashSet};
+
+    use mfplane_core::{BucketBits, BucketId, BucketPorts, Proto, inbound_bucket};
+    let bits = BucketBits::DEFAULT;
+    let sessions = e.export();
+    let mut ext = HashSet::new();
+    let mut used: HashMap<(u16, u32, Proto), u32> = HashMap::new();
+    for s in &sessions {
+        prop_assert!(
+            ext.insert((s.key.proto, s.external)),
+            "external endpoint used twice: {:?}",
+            s
+        );
+        prop_assert_eq!(inbound_bucket(bits, s.external.port), s.bucket);
+        *used
+            .entry((s.bucket.0, s.external.ip, s.key.proto))
+            .or_insert(0) += 1;
+    }
+    for (b, own) in owned.iter().enumerate() {
+        let bucket = BucketId(b as u16);
+        for ip in [EXT, EXT2] {
+            for proto in [Proto::Tcp, Proto::Udp, Proto::Icmp] {
+                let free = e.free_ports(bucket, std::net::Ipv4Addr::from_bits(ip), proto);
+                if *own {
+                    let total = BucketPorts::new(bits, bucket).unwrap().count();
+                    let in_use = used.get(&(bucket.0, ip, proto)).copied().unwrap_or(0);
+                    prop_assert_eq!(
+                        free.map(|f| f + in_use),
+                        Some(total),
+                        "bucket {} ip {:x} {:?}: free + used != size",
+                        b,
+                        ip,
+                        proto
+                    );
+                } else {
+                    prop_assert_eq!(free, None);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    #[test]
+    fn allocator_and_table_stay_consistent(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut e = engine();
+        let mut owned = vec![true; 256];
+        let mut now = 0u64;
+        for op in ops {
+            now += 1;
+            match op {
+                Op::Packet(i) => {
+                    let mut f = frame_of(&i);
+                    e.process(&mut f, at(now));
+                }
+                Op::Expire(s) => {
+                    now += s;
+                    e.expire(at(now));
+                }
+                Op::Remove(n) => {
+                    let all = e.export();
+                    if !all.is_empty() {
+                        let key = all[n % all.len()].key;
+                        prop_assert!(e.remove(&key).is_some());
+                        prop_assert!(e.session(&key).is_none());
+                    }
+                }
+                Op::Own(mask) => {
+                    owned = (0..256).map(|b| b as u8 & mask != 0 || mask == 0).collect();
+                    e.set_owned_buckets(
+                        owned.iter().enumerate().filter(|(_, o)| **o).map(|(b, _)| mfplane_core::BucketId(b as u16)),
+                    );
+                }
+                Op::Reimport => {
+                    for r in e.export() {
+                        prop_assert!(e.import(r, at(now)).is_ok());
+                    }
+                }
+            }
+            check_invariants(&e, &owned)?;
+        }
+    }
+}

@@ -37,7 +37,7 @@ use std::net::Ipv4Addr;
 
 use foldhash::fast::FixedState;
 use mfplane_core::{
-    BucketId, Endpoint, ExternalKey, FIRST_NAT_PORT, SessionKey, SessionRecord, flow_hash,
+    BucketId, Endpoint, ExternalKey, FIRST_NAT_PORT, Proto, SessionKey, SessionRecord, flow_hash,
     inbound_bucket,
 };
 
@@ -190,7 +190,7 @@ impl<T: SessionTable> Engine<T> {
                     self.pools[i] = BucketPool::new(
                         self.cfg.bucket_bits,
                         BucketId(i as u16),
-                        self.ext_ips.len(),
+                        self.ext_ips.len() * PROTOS,
                         &self.cfg.hash_key,
                     );
                     added = true;
@@ -210,20 +210,21 @@ impl<T: SessionTable> Engine<T> {
                     pools.get_mut(usize::from(b.0)),
                     ext_ips.iter().position(|x| *x == ext.ip),
                 ) {
-                    pool.mark_used(ip, ext.port);
+                    pool.mark_used(list(ip, s.record.key.proto), ext.port);
                 }
             });
         }
     }
 
-    /// Free ports of an owned bucket on external IP `ip`, or `None` if not owned.
-    pub fn free_ports(&self, bucket: BucketId, ip: Ipv4Addr) -> Option<u32> {
-        let i = self.ext_ips.iter().position(|x| *x == ip.to_bits())?;
+    /// Free `proto` ports of an owned bucket on external IP `ip`, or `None` if the
+    /// bucket is not owned (or `ip` is not an external IP).
+    pub fn free_ports(&self, bucket: BucketId, ip: Ipv4Addr, proto: Proto) -> Option<u32> {
+        let i = self.ext_index(ip.to_bits())?;
         Some(
             self.pools
                 .get(usize::from(bucket.0))?
                 .as_ref()?
-                .free_count(i),
+                .free_count(list(i, proto)),
         )
     }
 
@@ -264,7 +265,7 @@ impl<T: SessionTable> Engine<T> {
             return Err(Error::TableFull(self.cfg.max_sessions));
         }
         if let Some(Some(pool)) = self.pools.get_mut(usize::from(rec.bucket.0)) {
-            pool.mark_used(ip_index, ext.port);
+            pool.mark_used(list(ip_index, key.proto), ext.port);
         }
         self.table.insert(Session {
             record: rec,
@@ -287,7 +288,7 @@ impl<T: SessionTable> Engine<T> {
             self.pools.get_mut(usize::from(s.record.bucket.0)),
             self.ext_ips.iter().position(|x| *x == ext.ip),
         ) {
-            pool.free(ip, ext.port);
+            pool.free(list(ip, key.proto), ext.port);
         }
         if let Some(h) = self.host_sessions.get_mut(&key.inside.ip) {
             h.sessions -= 1;
@@ -431,7 +432,12 @@ impl<T: SessionTable> Engine<T> {
 
     /// Allocates an external endpoint in `bucket`, on the host's paired external IP
     /// first (and, with arbitrary pooling, on the others next).
-    fn allocate(&mut self, host: HostState, bucket: BucketId) -> Result<Endpoint, DropReason> {
+    fn allocate(
+        &mut self,
+        host: HostState,
+        bucket: BucketId,
+        proto: Proto,
+    ) -> Result<Endpoint, DropReason> {
         let preferred = usize::from(host.paired);
         let n = self.ext_ips.len();
         let tries = match self.cfg.pooling {
@@ -443,12 +449,26 @@ impl<T: SessionTable> Engine<T> {
         };
         for k in 0..tries {
             let ip = (preferred + k) % n;
-            if let Some(port) = pool.allocate(ip) {
+            if let Some(port) = pool.allocate(list(ip, proto)) {
                 return Ok(Endpoint::new(self.ext_ips[ip], port));
             }
         }
         Err(DropReason::Exhausted)
     }
+}
+
+/// Protocols with their own port space.
+const PROTOS: usize = 3;
+
+/// The free list of (external IP index, protocol) in a bucket's pool.
+#[inline]
+fn list(ip: usize, proto: Proto) -> usize {
+    ip * PROTOS
+        + match proto {
+            Proto::Tcp => 0,
+            Proto::Udp => 1,
+            Proto::Icmp => 2,
+        }
 }
 
 /// What the engine keeps per inside host.

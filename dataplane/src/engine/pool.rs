@@ -1,13 +1,16 @@
 //! Per-bucket external port allocation.
 //!
 //! A bucket owns the ports `p` with `p & mask == bucket` (and `p >= 1024`) on every
-//! external IP ([`BucketPorts`]). For each external IP, the free ports of the bucket
-//! form a FIFO doubly linked list over port indices: allocation takes the head,
-//! freeing appends at the tail, and marking an arbitrary port used (an imported
-//! session) unlinks it: all O(1), with no random probing. FIFO means a freed port
-//! rests as long as possible before reuse. The initial order is a keyed affine
-//! permutation (so external ports do not simply count up) that is the same on every
-//! worker.
+//! external IP ([`BucketPorts`]). TCP, UDP and ICMP have separate port spaces (a
+//! session's external key includes the protocol), so the engine keeps one free list
+//! per (external IP, protocol): a pool has `lists` of them, indexed by the caller.
+//! Each list holds the free ports of the bucket as a FIFO doubly linked list over
+//! port indices: allocation takes the head, freeing appends at the tail, and
+//! marking an arbitrary port used (an imported session) unlinks it: all O(1), with
+//! no random probing. FIFO means a freed port rests as long as possible before
+//! reuse. The initial order is a keyed affine permutation (so external ports do not
+//! simply count up) that is the same on every worker; a list is built on its first
+//! use.
 
 use mfplane_core::{BucketBits, BucketId, BucketPorts, FlowHashKey, flow_hash};
 
@@ -30,9 +33,9 @@ struct Ends {
     free: u32,
 }
 
-/// The free lists of one bucket, one per external IP, over one shared link array
-/// (list `ip` uses `links[ip * count..][..count]`), so an allocation touches the
-/// list's ends and two links and chases no further pointers.
+/// The free lists of one bucket over one shared link array (list `l` uses
+/// `links[l * count..][..count]`), so an allocation touches the list's ends and two
+/// links and chases no further pointers.
 #[derive(Debug, Clone)]
 struct FreeLists {
     ends: Vec<Ends>,
@@ -129,74 +132,105 @@ const fn gcd(mut a: u32, mut b: u32) -> u32 {
     a
 }
 
-/// All external ports of one owned bucket, per external IP.
+/// All external ports of one owned bucket, in several free lists (the engine uses
+/// one per external IP and protocol).
 #[derive(Debug, Clone)]
 pub struct BucketPool {
     ports: BucketPorts,
     lists: FreeLists,
+    /// Per list: the keyed permutation `(a, c)` its initial order follows, or `None`
+    /// once the list is built. A list is built on first use, so owning many buckets
+    /// with many IPs costs nothing until they allocate.
+    unbuilt: Vec<Option<(u32, u32)>>,
 }
 
 impl BucketPool {
-    /// A pool with every port free, for `n_ips` external IPs (index order of the
-    /// engine's configuration).
+    /// A pool with every port free in each of `n_lists` lists.
     pub fn new(
         bits: BucketBits,
         bucket: BucketId,
-        n_ips: usize,
+        n_lists: usize,
         key: &FlowHashKey,
     ) -> Option<Self> {
         let ports = BucketPorts::new(bits, bucket)?;
         let n = ports.count();
-        let mut lists = FreeLists::new(n as usize, n_ips);
-        for ip_index in 0..n_ips {
-            // Keyed affine permutation of the port indices: i -> (a * i + c) mod n
-            // with gcd(a, n) = 1, from a hash of (ip, bucket). O(n), no sorting.
-            let h = flow_hash(key, ip_index as u32 ^ (u32::from(bucket.0) << 8), 0, 0xff);
-            let mut a = ((h >> 16) % n.max(1)) | 1;
-            while gcd(a, n) != 1 {
-                a += 1;
-            }
-            let c = (h & 0xffff) % n.max(1);
-            let mut i = c;
-            for _ in 0..n {
-                lists.push_back(ip_index, i as u16);
-                i = (i + a) % n;
+        let unbuilt = (0..n_lists)
+            .map(|list| {
+                // Keyed affine permutation of the port indices: i -> (a * i + c) mod n
+                // with gcd(a, n) = 1, from a hash of (list, bucket). O(n), no sorting.
+                let h = flow_hash(key, list as u32 ^ (u32::from(bucket.0) << 8), 0, 0xff);
+                let mut a = ((h >> 16) % n.max(1)) | 1;
+                while gcd(a, n) != 1 {
+                    a += 1;
+                }
+                Some((a, (h & 0xffff) % n.max(1)))
+            })
+            .collect();
+        Some(BucketPool {
+            ports,
+            lists: FreeLists::new(n as usize, n_lists),
+            unbuilt,
+        })
+    }
+
+    /// Builds `list` if this is its first use; `false` if there is no such list.
+    #[inline]
+    fn ensure(&mut self, list: usize) -> bool {
+        match self.unbuilt.get_mut(list) {
+            None => false,
+            Some(None) => true,
+            Some(slot) => {
+                if let Some((a, c)) = slot.take() {
+                    let n = self.ports.count();
+                    let mut i = c;
+                    for _ in 0..n {
+                        self.lists.push_back(list, i as u16);
+                        i = (i + a) % n;
+                    }
+                }
+                true
             }
         }
-        Some(BucketPool { ports, lists })
     }
 
     pub fn bucket(&self) -> BucketId {
         self.ports.bucket()
     }
 
-    /// Takes a free port on external IP `ip_index`.
+    /// Takes a free port from `list`.
     #[inline]
-    pub fn allocate(&mut self, ip_index: usize) -> Option<u16> {
-        let i = self.lists.pop_front(ip_index)?;
+    pub fn allocate(&mut self, list: usize) -> Option<u16> {
+        if !self.ensure(list) {
+            return None;
+        }
+        let i = self.lists.pop_front(list)?;
         self.ports.nth(u32::from(i))
     }
 
     /// Marks `port` used (an imported or pre-existing session). `false` if it was
     /// already used or is not a port of this bucket.
-    pub fn mark_used(&mut self, ip_index: usize, port: u16) -> bool {
+    pub fn mark_used(&mut self, list: usize, port: u16) -> bool {
         match self.ports.index_of(port) {
-            Some(i) if ip_index < self.lists.ends.len() => self.lists.unlink(ip_index, i as u16),
+            Some(i) if self.ensure(list) => self.lists.unlink(list, i as u16),
             _ => false,
         }
     }
 
     /// Returns `port` to the free set. `false` if it was already free.
-    pub fn free(&mut self, ip_index: usize, port: u16) -> bool {
+    pub fn free(&mut self, list: usize, port: u16) -> bool {
         match self.ports.index_of(port) {
-            Some(i) if ip_index < self.lists.ends.len() => self.lists.push_back(ip_index, i as u16),
+            Some(i) if self.ensure(list) => self.lists.push_back(list, i as u16),
             _ => false,
         }
     }
 
-    /// Free ports on `ip_index`.
-    pub fn free_count(&self, ip_index: usize) -> u32 {
-        self.lists.ends.get(ip_index).map_or(0, |e| e.free)
+    /// Free ports in `list`.
+    pub fn free_count(&self, list: usize) -> u32 {
+        match self.unbuilt.get(list) {
+            None => 0,
+            Some(Some(_)) => self.ports.count(),
+            Some(None) => self.lists.ends.get(list).map_or(0, |e| e.free),
+        }
     }
 }
 

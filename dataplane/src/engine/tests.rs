@@ -70,14 +70,19 @@ fn owning_a_bucket_later_marks_imported_ports_used() {
     let ip = Ipv4Addr::new(198, 51, 100, 1);
     e.import(rec(5000, 0x1234), Timestamp(0)).unwrap();
     e.set_owned_buckets([BucketId(0x34)]);
-    assert_eq!(e.free_ports(BucketId(0x34), ip), Some(251));
+    assert_eq!(e.free_ports(BucketId(0x34), ip, Proto::Udp), Some(251));
+    assert_eq!(
+        e.free_ports(BucketId(0x34), ip, Proto::Tcp),
+        Some(252),
+        "own port space"
+    );
     assert_eq!(
         e.remove(&rec(5000, 0x1234).key).map(|r| r.external.port),
         Some(0x1234)
     );
-    assert_eq!(e.free_ports(BucketId(0x34), ip), Some(252));
+    assert_eq!(e.free_ports(BucketId(0x34), ip, Proto::Udp), Some(252));
     e.set_owned_buckets([]);
-    assert_eq!(e.free_ports(BucketId(0x34), ip), None);
+    assert_eq!(e.free_ports(BucketId(0x34), ip, Proto::Udp), None);
 }
 
 #[test]

@@ -255,7 +255,7 @@ impl<T: SessionTable> Engine<T> {
         if host.sessions >= self.cfg.max_sessions_per_host {
             return Err(DropReason::HostLimit);
         }
-        let external = self.allocate(host, bucket)?;
+        let external = self.allocate(host, bucket, key.proto)?;
         let record = SessionRecord {
             key,
             external,
