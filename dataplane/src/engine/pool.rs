@@ -17,6 +17,8 @@ use mfplane_core::{BucketBits, BucketId, BucketPorts, FlowHashKey, flow_hash};
 const NIL: u16 = u16::MAX;
 /// `prev` of a port that is handed out (not in the free list).
 const USED: u16 = u16::MAX - 1;
+/// `head` of a list not built yet.
+const UNBUILT: u16 = u16::MAX - 2;
 
 /// One port index's links, kept together so an operation touches one cache line.
 #[derive(Debug, Clone, Copy)]
@@ -25,12 +27,15 @@ struct Link {
     next: u16,
 }
 
-/// Head, tail and size of one free list.
+/// Head, tail and size of one free list, and the permutation `(a, c)` its initial
+/// order follows (used once, when the list is built).
 #[derive(Debug, Clone, Copy)]
 struct Ends {
     head: u16,
     tail: u16,
-    free: u32,
+    free: u16,
+    perm_a: u16,
+    perm_c: u16,
 }
 
 /// The free lists of one bucket over one shared link array (list `l` uses
@@ -51,6 +56,8 @@ impl FreeLists {
                     head: NIL,
                     tail: NIL,
                     free: 0,
+                    perm_a: 1,
+                    perm_c: 0,
                 };
                 n_lists
             ],
@@ -138,14 +145,12 @@ const fn gcd(mut a: u32, mut b: u32) -> u32 {
 pub struct BucketPool {
     ports: BucketPorts,
     lists: FreeLists,
-    /// Per list: the keyed permutation `(a, c)` its initial order follows, or `None`
-    /// once the list is built. A list is built on first use, so owning many buckets
-    /// with many IPs costs nothing until they allocate.
-    unbuilt: Vec<Option<(u32, u32)>>,
 }
 
 impl BucketPool {
-    /// A pool with every port free in each of `n_lists` lists.
+    /// A pool with every port free in each of `n_lists` lists. A list is built on
+    /// first use, so owning many buckets with many IPs costs little until they
+    /// allocate.
     pub fn new(
         bits: BucketBits,
         bucket: BucketId,
@@ -154,43 +159,38 @@ impl BucketPool {
     ) -> Option<Self> {
         let ports = BucketPorts::new(bits, bucket)?;
         let n = ports.count();
-        let unbuilt = (0..n_lists)
-            .map(|list| {
-                // Keyed affine permutation of the port indices: i -> (a * i + c) mod n
-                // with gcd(a, n) = 1, from a hash of (list, bucket). O(n), no sorting.
-                let h = flow_hash(key, list as u32 ^ (u32::from(bucket.0) << 8), 0, 0xff);
-                let mut a = ((h >> 16) % n.max(1)) | 1;
-                while gcd(a, n) != 1 {
-                    a += 1;
-                }
-                Some((a, (h & 0xffff) % n.max(1)))
-            })
-            .collect();
-        Some(BucketPool {
-            ports,
-            lists: FreeLists::new(n as usize, n_lists),
-            unbuilt,
-        })
+        let mut lists = FreeLists::new(n as usize, n_lists);
+        for (list, e) in lists.ends.iter_mut().enumerate() {
+            // Keyed affine permutation of the port indices: i -> (a * i + c) mod n
+            // with gcd(a, n) = 1, from a hash of (list, bucket). O(n), no sorting.
+            let h = flow_hash(key, list as u32 ^ (u32::from(bucket.0) << 8), 0, 0xff);
+            let mut a = ((h >> 16) % n.max(1)) | 1;
+            while gcd(a, n) != 1 {
+                a += 1;
+            }
+            // n <= 4096, so both fit in u16.
+            e.perm_a = a as u16;
+            e.perm_c = ((h & 0xffff) % n.max(1)) as u16;
+            e.head = UNBUILT;
+        }
+        Some(BucketPool { ports, lists })
     }
 
     /// Builds `list` if this is its first use; `false` if there is no such list.
     #[inline]
     fn ensure(&mut self, list: usize) -> bool {
-        match self.unbuilt.get_mut(list) {
-            None => false,
-            Some(None) => true,
-            Some(slot) => {
-                if let Some((a, c)) = slot.take() {
-                    let n = self.ports.count();
-                    let mut i = c;
-                    for _ in 0..n {
-                        self.lists.push_back(list, i as u16);
-                        i = (i + a) % n;
-                    }
-                }
-                true
+        let Some(e) = self.lists.ends.get_mut(list) else {
+            return false;
+        };
+        if e.head == UNBUILT {
+            let (n, a, mut i) = (self.ports.count(), u32::from(e.perm_a), u32::from(e.perm_c));
+            e.head = NIL;
+            for _ in 0..n {
+                self.lists.push_back(list, i as u16);
+                i = (i + a) % n;
             }
         }
+        true
     }
 
     pub fn bucket(&self) -> BucketId {
@@ -226,10 +226,10 @@ impl BucketPool {
 
     /// Free ports in `list`.
     pub fn free_count(&self, list: usize) -> u32 {
-        match self.unbuilt.get(list) {
+        match self.lists.ends.get(list) {
             None => 0,
-            Some(Some(_)) => self.ports.count(),
-            Some(None) => self.lists.ends.get(list).map_or(0, |e| e.free),
+            Some(e) if e.head == UNBUILT => self.ports.count(),
+            Some(e) => u32::from(e.free),
         }
     }
 }
