@@ -18,7 +18,9 @@ pub enum DropReason {
     BadChecksum,
     /// A later fragment whose first fragment was not seen (or has timed out).
     FragmentNoHead,
-    /// Neither from an inside prefix nor to an external IP.
+    /// Neither from an inside prefix nor to an external IP. The frame is untouched,
+    /// so an I/O layer that also carries the host's own traffic may hand it to the
+    /// kernel instead of dropping it.
     NotOurs,
     /// A new outbound flow of a bucket this engine does not own for allocation.
     NotOwner,
