@@ -23,6 +23,7 @@ fn main() -> anyhow::Result<()> {
         "ebpf/src",
         "ebpf/Cargo.toml",
         "ebpf/Cargo.lock",
+        "ebpf/.cargo/config.toml",
         "../dataplane/core/src",
         "../dataplane/core/Cargo.toml",
     ] {

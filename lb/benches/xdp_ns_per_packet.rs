@@ -34,7 +34,7 @@ fn main() {
     let table = fixture_table(1, BucketBits::DEFAULT, 3, round_robin(|_| false));
     let inside = Ipv4Addr::new(10, 1, 2, 3);
     let outside = Ipv4Addr::new(203, 0, 113, 7);
-    let cases: [(&str, Vec<u8>, XdpAction); 3] = [
+    let cases: [(&str, Vec<u8>, XdpAction); 5] = [
         (
             "outbound steer (TCP, flow hash)",
             Ip::new(
@@ -69,6 +69,21 @@ fn main() {
                 L4::Tcp { sport: 1, dport: 2 },
             )
             .frame(),
+            XdpAction::Pass,
+        ),
+        (
+            "pass (inside to inside: no hash lookup)",
+            Ip::new(
+                inside,
+                Ipv4Addr::new(10, 9, 9, 9),
+                L4::Tcp { sport: 1, dport: 2 },
+            )
+            .frame(),
+            XdpAction::Pass,
+        ),
+        (
+            "ARP (not IPv4)",
+            mfplane_lb::testkit::ethernet([0xff; 6], [2; 6], 0x0806, &[0; 28]),
             XdpAction::Pass,
         ),
     ];
