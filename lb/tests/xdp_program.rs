@@ -710,6 +710,27 @@ fn fragments_follow_their_head() {
     in_tail.id = 0x0101;
     in_tail.frag = 2;
     let in_owner = owner(&t, inbound_bucket(bits8(), ext_port));
+    let mut ping_head = Ip::new(
+        REMOTE,
+        EXTERNAL[1],
+        L4::Echo {
+            icmp_type: 8,
+            id: 9,
+            seq: 1,
+        },
+    );
+    ping_head.id = 0x0202;
+    ping_head.frag = IP_MF;
+    let mut ping_tail = Ip::new(
+        REMOTE,
+        EXTERNAL[1],
+        L4::Raw {
+            proto: 1,
+            bytes: vec![7; 16],
+        },
+    );
+    ping_tail.id = 0x0202;
+    ping_tail.frag = 2;
     run_cases(
         &mut dp,
         &[
@@ -747,6 +768,20 @@ fn fragments_follow_their_head() {
                 in_owner,
                 LbCounter::FragmentFollowed,
             ),
+            Case {
+                what: "first fragment of a big ping to an external IP passes",
+                output: Some(ping_head.frame()),
+                input: ping_head.frame(),
+                action: XdpAction::Pass,
+                counter: LbCounter::FragmentTracked,
+            },
+            Case {
+                what: "and its later fragment passes too",
+                output: Some(ping_tail.frame()),
+                input: ping_tail.frame(),
+                action: XdpAction::Pass,
+                counter: LbCounter::FragmentFollowed,
+            },
         ],
     );
 }

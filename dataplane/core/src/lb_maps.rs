@@ -55,6 +55,10 @@ pub const LB_OWNER_ENTRIES: u32 = GENERATIONS * MAX_OWNERS;
 pub const MAX_EXTERNAL_IPS: u32 = 1024;
 /// Entries of [`MAP_LB_FRAGS`]: first fragments remembered at once.
 pub const MAX_LB_FRAGS: u32 = 16384;
+/// Value of a [`MAP_LB_FRAGS`] entry whose first fragment went to the kernel (e.g. a
+/// large echo request to an external IP): its later fragments pass too. Any other
+/// value is the bucket of the first fragment.
+pub const FRAG_PASS: u32 = u32::MAX;
 /// Inside prefixes in [`LbSettings`]. A fixed array scanned with a constant-bound
 /// loop is cheaper per packet than an LPM trie for the handful an LB has.
 pub const MAX_INSIDE_PREFIXES: usize = 16;

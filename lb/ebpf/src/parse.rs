@@ -14,7 +14,7 @@ use mfplane_core::hdr::{
     ETH_P_8021Q, ETH_P_IPV4, EthHdr, IP_DF, IcmpHdr, Ipv4Hdr, L4Lead, TcpHdr, UdpHdr, VlanHdr,
     icmp_type,
 };
-use mfplane_core::lb_maps::LbCounter;
+use mfplane_core::lb_maps::{FRAG_PASS, LbCounter};
 use mfplane_core::maps::FragKey;
 use mfplane_core::{BucketBits, Proto, inbound_bucket, outbound_bucket};
 
@@ -147,21 +147,33 @@ pub fn bucket(
     let frag_key = FragKey::new(pkt.src, pkt.dst, pkt.id, pkt.proto);
     if pkt.later_fragment {
         // SAFETY: the u32 value is copied out at once.
-        return match unsafe { FRAGS.get(&frag_key) } {
+        return match unsafe { FRAGS.get(&frag_key) }.copied() {
+            Some(FRAG_PASS) => {
+                bump(LbCounter::FragmentFollowed);
+                ControlFlow::Break(PASS)
+            }
             Some(b) => {
                 bump(LbCounter::FragmentFollowed);
-                ControlFlow::Continue(*b)
+                ControlFlow::Continue(b)
             }
             None => drop_with(LbCounter::DropFragmentNoHead),
         };
     }
-    let b = l4_bucket(ctx, pkt, dir, table, bits)?;
+    let decision = l4_bucket(ctx, pkt, dir, table, bits);
     if pkt.more_fragments {
-        // A full LRU evicts the oldest entry; an error here is not possible to act on.
-        let _ = FRAGS.insert(&frag_key, &b, 0);
-        bump(LbCounter::FragmentTracked);
+        let remembered = match decision {
+            ControlFlow::Continue(b) => Some(b),
+            ControlFlow::Break(PASS) => Some(FRAG_PASS),
+            // A dropped head: its fragments are dropped as headless.
+            ControlFlow::Break(_) => None,
+        };
+        if let Some(v) = remembered {
+            // A full LRU evicts the oldest entry; an error here cannot be acted on.
+            let _ = FRAGS.insert(&frag_key, &v, 0);
+            bump(LbCounter::FragmentTracked);
+        }
     }
-    ControlFlow::Continue(b)
+    decision
 }
 
 /// The bucket from the L4 header (or, for ICMP errors, the quoted header).
