@@ -7,7 +7,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use clap::Parser;
-use mfplane_core::lb_maps::{Ipv4Prefix, LbSettings, MAX_INSIDE_PREFIXES, SteerMode};
+use mfplane_core::lb_maps::{
+    Ipv4Prefix, LB_FLAG_REDIRECT_ON_FABRIC, LbSettings, MAX_INSIDE_PREFIXES, SteerMode,
+};
 
 use crate::datapath::XdpModeChoice;
 use crate::iface::Interface;
@@ -190,6 +192,10 @@ impl Args {
             next_hop_mac: self.next_hop_mac.unwrap_or_default().0,
             ..LbSettings::default()
         };
+        if fabric.driver().as_deref() == Some("veth") {
+            // veth's XDP_TX only wakes a peer that runs XDP itself; redirect instead.
+            settings.flags |= LB_FLAG_REDIRECT_ON_FABRIC;
+        }
         for (slot, cidr) in settings.inside.iter_mut().zip(&self.inside_prefixes) {
             *slot = cidr.prefix();
         }

@@ -38,6 +38,11 @@ impl Interface {
         })
     }
 
+    /// The kernel driver behind the interface (`veth`, `mlx5_core`, ...), if it says.
+    pub fn driver(&self) -> Option<String> {
+        driver_name(&self.name).ok()
+    }
+
     /// The first IPv4 address configured on the interface, if any.
     pub fn first_ipv4(&self) -> Option<Ipv4Addr> {
         let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
@@ -71,10 +76,48 @@ impl Interface {
     }
 }
 
-/// The interface's hardware address via `SIOCGIFHWADDR`, asked through a socket so
-/// the answer comes from the caller's network namespace (sysfs shows the namespace
-/// it was mounted in).
-fn hardware_address(name: &CString) -> std::io::Result<MacAddr> {
+/// `struct ethtool_drvinfo` (linux/ethtool.h).
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GDRVINFO: u32 = 0x3;
+
+/// The driver name via `SIOCETHTOOL`/`ETHTOOL_GDRVINFO`.
+fn driver_name(name: &str) -> std::io::Result<String> {
+    let c = CString::new(name).map_err(|_| std::io::Error::other("NUL in name"))?;
+    // SAFETY: plain data structs; all-zero is valid.
+    let mut info: EthtoolDrvinfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    let mut req = ifreq_for(&c)?;
+    req.ifr_ifru.ifru_data = (&raw mut info).cast();
+    with_socket(|fd| {
+        // SAFETY: `req` points at `info`, which lives across the call.
+        unsafe { libc::ioctl(fd, SIOCETHTOOL, &mut req) }
+    })?;
+    let end = info
+        .driver
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(info.driver.len());
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// An `ifreq` naming interface `name`.
+fn ifreq_for(name: &CString) -> std::io::Result<libc::ifreq> {
     let bytes = name.as_bytes_with_nul();
     // SAFETY: ifreq is plain data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -84,19 +127,35 @@ fn hardware_address(name: &CString) -> std::io::Result<MacAddr> {
     for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
+    Ok(req)
+}
+
+/// Runs an ioctl on a throwaway socket of the caller's network namespace.
+fn with_socket(ioctl: impl FnOnce(libc::c_int) -> libc::c_int) -> std::io::Result<()> {
     // SAFETY: plain socket(2) call; the fd is closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: `req` is a valid ifreq for SIOCGIFHWADDR; `fd` is open.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) };
+    let rc = ioctl(fd);
     let err = std::io::Error::last_os_error();
     // SAFETY: closing the fd opened above, once.
     unsafe { libc::close(fd) };
     if rc != 0 {
         return Err(err);
     }
+    Ok(())
+}
+
+/// The interface's hardware address via `SIOCGIFHWADDR`, asked through a socket so
+/// the answer comes from the caller's network namespace (sysfs shows the namespace
+/// it was mounted in).
+fn hardware_address(name: &CString) -> std::io::Result<MacAddr> {
+    let mut req = ifreq_for(name)?;
+    with_socket(|fd| {
+        // SAFETY: `req` is a valid ifreq for SIOCGIFHWADDR.
+        unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) }
+    })?;
     // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
     let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
     let mut mac = [0u8; 6];

@@ -46,6 +46,44 @@ pub fn datapath_or_skip(test: &str) -> Option<Datapath> {
     }
 }
 
+/// Runs `body` on a thread of its own in a fresh, unnamed network namespace, after
+/// bringing `lo` up and running each `ip` command of `setup` there. Everything
+/// created in the namespace (links, sockets, XDP attachments) disappears when the
+/// thread ends, even if the test fails; a test's child processes need their own
+/// kill guards. A panic in `body` is re-raised in the caller.
+///
+/// # Panics
+/// If the namespace cannot be created or a setup command fails.
+pub fn in_private_netns(setup: &[&[&str]], body: impl FnOnce() + Send + 'static) {
+    let setup: Vec<Vec<String>> = setup
+        .iter()
+        .map(|c| c.iter().map(|a| (*a).to_owned()).collect())
+        .collect();
+    let handle = std::thread::spawn(move || {
+        // SAFETY: unshare affects only this thread's namespaces.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        );
+        let lo = [String::from("link"), "set".into(), "lo".into(), "up".into()];
+        for args in std::iter::once(&lo[..]).chain(setup.iter().map(Vec::as_slice)) {
+            // Spawned from this thread, so `ip` runs in the private namespace.
+            let st = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap_or_else(|e| panic!("running ip {args:?}: {e}"));
+            assert!(st.success(), "ip {args:?} failed");
+        }
+        body();
+    });
+    if let Err(p) = handle.join() {
+        std::panic::resume_unwind(p);
+    }
+}
+
 /// XDP return codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XdpAction {

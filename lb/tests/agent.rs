@@ -251,39 +251,20 @@ async fn follows_failover_resumes_and_resyncs() {
     task.abort();
 }
 
-/// Runs `body` on a thread of its own in a fresh, unnamed network namespace with lo
-/// up and a veth pair `mfplb0`/`mfplb1` (192.0.2.254/24 on `mfplb1`). Everything
-/// created in it (links, sockets, XDP attachments) disappears with the thread, even
-/// if the test fails; child processes are killed by their guards first.
+/// The namespace both agent tests run in: a veth pair `mfplb0`/`mfplb1` with
+/// 192.0.2.254/24 on `mfplb1`.
 fn in_private_netns(body: impl FnOnce() + Send + 'static) {
-    let handle = std::thread::spawn(move || {
-        // SAFETY: unshare affects only this thread's namespaces.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        );
-        let ip = |args: &[&str]| {
-            let st = std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .expect("run ip");
-            assert!(st.success(), "ip {args:?}");
-        };
-        ip(&["link", "set", "lo", "up"]);
-        ip(&[
-            "link", "add", "mfplb0", "type", "veth", "peer", "name", "mfplb1",
-        ]);
-        ip(&["addr", "add", "192.0.2.254/24", "dev", "mfplb1"]);
-        ip(&["link", "set", "mfplb0", "up"]);
-        ip(&["link", "set", "mfplb1", "up"]);
-        body();
-    });
-    if let Err(p) = handle.join() {
-        std::panic::resume_unwind(p);
-    }
+    mfplane_lb::testkit::in_private_netns(
+        &[
+            &[
+                "link", "add", "mfplb0", "type", "veth", "peer", "name", "mfplb1",
+            ],
+            &["addr", "add", "192.0.2.254/24", "dev", "mfplb1"],
+            &["link", "set", "mfplb0", "up"],
+            &["link", "set", "mfplb1", "up"],
+        ],
+        body,
+    );
 }
 
 fn xdp_attached(iface: &str) -> bool {

@@ -520,6 +520,23 @@ fn redirect_when_fabric_is_another_interface() {
             counter: LbCounter::Redirect,
         }],
     );
+    // Arriving on the fabric with the veth flag set: redirected, not XDP_TX.
+    let mut on_fabric = fixture_settings(SteerMode::L2, true);
+    on_fabric.flags |= mfplane_core::lb_maps::LB_FLAG_REDIRECT_ON_FABRIC;
+    dp.set_settings(&on_fabric).unwrap();
+    let (action, _) = run_once(
+        &dp,
+        &Ip::new(
+            INSIDE_HOST,
+            REMOTE,
+            L4::Tcp {
+                sport: p,
+                dport: 443,
+            },
+        )
+        .frame(),
+    );
+    assert_eq!(action, XdpAction::Redirect);
 }
 
 #[test]

@@ -122,6 +122,12 @@ impl SteerMode {
     }
 }
 
+/// [`LbSettings::flags`]: a packet that arrived on the fabric interface leaves
+/// through the device map (`XDP_REDIRECT`) instead of `XDP_TX`. Needed on veth: its
+/// `XDP_TX` only wakes the peer when the peer runs an XDP program itself, so frames
+/// would sit unseen; a redirect flushes them.
+pub const LB_FLAG_REDIRECT_ON_FABRIC: u8 = 1;
+
 /// An IPv4 prefix as address and mask, both host order. `addr` has no bits outside
 /// `mask` (the constructor clears them), so matching is one AND and one compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -168,8 +174,10 @@ pub struct LbSettings {
     /// IP-in-IP mode: the MAC of the fabric's next-hop router. All zero: the owner's
     /// own MAC (owners on the LB's segment).
     pub next_hop_mac: [u8; 6],
+    /// `LB_FLAG_*` bits.
+    pub flags: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 4],
+    pub _pad: [u8; 3],
     /// The inside prefixes: traffic from these (to anywhere outside them) is outbound.
     pub inside: [Ipv4Prefix; MAX_INSIDE_PREFIXES],
 }
@@ -183,7 +191,8 @@ impl Default for LbSettings {
             inside_count: 0,
             fabric_mac: [0; 6],
             next_hop_mac: [0; 6],
-            _pad: [0; 4],
+            flags: 0,
+            _pad: [0; 3],
             inside: [Ipv4Prefix { addr: 0, mask: 0 }; MAX_INSIDE_PREFIXES],
         }
     }

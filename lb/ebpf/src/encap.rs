@@ -7,7 +7,7 @@ use aya_ebpf::helpers::bpf_xdp_adjust_head;
 use aya_ebpf::programs::XdpContext;
 use mfplane_core::csum::fold;
 use mfplane_core::hdr::{ETH_P_IPV4, EthHdr, IP_DF, Ipv4Hdr};
-use mfplane_core::lb_maps::{LbCounter, LbSettings, SteerMode};
+use mfplane_core::lb_maps::{LB_FLAG_REDIRECT_ON_FABRIC, LbCounter, LbSettings, SteerMode};
 use mfplane_core::maps::Owner;
 
 use crate::consts::{IPPROTO_IPIP, OUTER_HDR_LEN, OUTER_TTL, TX};
@@ -39,11 +39,13 @@ pub fn forward(
     transmit(ctx, settings)
 }
 
-/// `XDP_TX` when the packet came in on the fabric interface, else `XDP_REDIRECT`
-/// through the device map to it.
+/// `XDP_TX` when the packet came in on the fabric interface (unless the settings ask
+/// for a redirect there too), else `XDP_REDIRECT` through the device map to it.
 #[inline(always)]
 fn transmit(ctx: &XdpContext, settings: &LbSettings) -> ControlFlow<u32, u32> {
-    if ctx.ingress_ifindex() as u32 == settings.fabric_ifindex {
+    if ctx.ingress_ifindex() as u32 == settings.fabric_ifindex
+        && settings.flags & LB_FLAG_REDIRECT_ON_FABRIC == 0
+    {
         return ControlFlow::Continue(TX);
     }
     match FABRIC.redirect(0, 0) {
