@@ -5,17 +5,22 @@
 //! passed frame is unchanged; a translated frame whose input checksums verified
 //! has verifying IP and L4 checksums.
 //!
+//! A fuzzer cannot guess checksums, so when bit 3 of the first byte is set the
+//! harness fills in the IPv4 and L4 checksums of each frame before the engine sees
+//! it; and the engine starts with a few imported sessions (inside 10.0.0.1:1000 for
+//! each protocol) so inbound paths are reachable.
+//!
 //! Run: `cd dataplane/fuzz && cargo +nightly fuzz run parse_translate`
 #![no_main]
 
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
-use mfplane_core::BucketId;
+use mfplane_core::{BucketId, Endpoint, Proto, SessionKey, SessionRecord};
 use mfplane_dataplane::engine::{Engine, EngineConfig, Filtering, Timestamp, Verdict};
 use mfplane_dataplane::wire::{
-    EthernetFrame, EthernetRepr, IcmpPacket, IcmpRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpPacket, TcpRepr, UdpPacket, UdpRepr,
+    EthernetFrame, EthernetRepr, IcmpPacket, IcmpRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
+    TcpRepr, UdpPacket, UdpRepr,
 };
 
 /// Every parser on every suffix start that matters: the whole input, and the input
@@ -43,6 +48,47 @@ fn parse_everything(data: &[u8]) {
     if let Ok(p) = IcmpPacket::new_checked(data) {
         let _ = IcmpRepr::parse(&p);
         let _ = p.quoted().map(|q| q.payload().len());
+    }
+}
+
+/// Fills in the IPv4 header checksum and the TCP/UDP/ICMP checksum of a frame, as
+/// far as its structure parses.
+fn fix_checksums(frame: &mut [u8]) {
+    let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+        return;
+    };
+    let l3 = eth.header_len();
+    let Ok(mut ip) = Ipv4Packet::new_checked(&mut frame[l3..]) else {
+        return;
+    };
+    ip.fill_checksum();
+    let (src, dst, proto, frag) = (
+        ip.src_addr(),
+        ip.dst_addr(),
+        ip.protocol(),
+        ip.is_fragment(),
+    );
+    if frag {
+        return;
+    }
+    let l4 = ip.payload_mut();
+    match proto {
+        IpProtocol::Tcp => {
+            if let Ok(mut p) = TcpPacket::new_checked(l4) {
+                p.fill_checksum(src, dst);
+            }
+        }
+        IpProtocol::Udp => {
+            if let Ok(mut p) = UdpPacket::new_checked(l4) {
+                p.fill_checksum(src, dst);
+            }
+        }
+        IpProtocol::Icmp => {
+            if let Ok(mut p) = IcmpPacket::new_checked(l4) {
+                p.fill_checksum();
+            }
+        }
+        _ => {}
     }
 }
 
@@ -87,13 +133,37 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     engine.set_owned_buckets((0..4).map(BucketId));
+    for (i, proto) in [Proto::Tcp, Proto::Udp, Proto::Icmp]
+        .into_iter()
+        .enumerate()
+    {
+        // External port 0x1005 + 0x10 * i: bucket 5 of 16, not owned here.
+        let port = 0x1005 + 0x10 * i as u16;
+        let rec = SessionRecord {
+            key: SessionKey {
+                proto,
+                inside: Endpoint::new(0x0a00_0001, 1000),
+            },
+            external: Endpoint::new(0xc633_6401, port),
+            bucket: BucketId(5),
+            created_ms: 0,
+        };
+        if engine.import(rec, Timestamp(0)).is_err() {
+            return;
+        }
+    }
+    let fix = mode & 8 == 8;
     // The rest is a sequence of frames, each prefixed by a length byte.
     let mut input = rest;
     let mut now = 1_700_000_000_000;
     while let Some((&len, tail)) = input.split_first() {
         let n = usize::from(len).min(tail.len());
-        let original = &tail[..n];
+        let mut owned = tail[..n].to_vec();
         input = &tail[n..];
+        if fix {
+            fix_checksums(&mut owned);
+        }
+        let original = owned.as_slice();
         parse_everything(original);
         let mut frame = original.to_vec();
         now += 1000;
@@ -101,7 +171,11 @@ fuzz_target!(|data: &[u8]| {
             Verdict::Translated(_) => {
                 assert_eq!(frame.len(), original.len());
                 if checksums_ok(original) == Some(true) {
-                    assert_eq!(checksums_ok(&frame), Some(true), "bad checksums out of {original:02x?}");
+                    assert_eq!(
+                        checksums_ok(&frame),
+                        Some(true),
+                        "bad checksums out of {original:02x?}"
+                    );
                 }
             }
             Verdict::Pass | Verdict::Drop(_) => assert_eq!(frame, original),
