@@ -168,6 +168,147 @@ impl SessionTable for MemTable {
     }
 }
 
+/// A conformance suite for [`SessionTable`] implementations (the in-memory table
+/// runs it in its tests; a BPF-map table should run it too). It panics, with a
+/// message naming the broken rule, on the first violation.
+pub mod conformance {
+    use mfplane_core::{BucketId, Endpoint, ExternalKey, Proto, SessionKey, SessionRecord};
+
+    use super::SessionTable;
+    use crate::engine::session::{Origin, Session, TcpState};
+
+    fn session(proto: Proto, port: u16, ext_port: u16) -> Session {
+        Session {
+            record: SessionRecord {
+                key: SessionKey {
+                    proto,
+                    inside: Endpoint::new(0x0a00_0001, port),
+                },
+                external: Endpoint::new(0xc633_6401, ext_port),
+                bucket: BucketId(ext_port & 0xff),
+                created_ms: 1,
+            },
+            last_seen_ms: 1,
+            tcp: TcpState::Established,
+            origin: Origin::Local,
+            seen_outbound: true,
+        }
+    }
+
+    /// Runs every rule against an empty table made by `make`.
+    pub fn run<T: SessionTable>(make: impl Fn() -> T) {
+        both_keys_find_the_session(make());
+        protocols_are_separate_key_spaces(make());
+        mutation_through_either_key_is_seen_by_both(make());
+        removal_clears_both_keys(make());
+        scan_visits_everything_once(make());
+    }
+
+    fn both_keys_find_the_session<T: SessionTable>(mut t: T) {
+        let s = session(Proto::Udp, 1000, 2000);
+        assert!(t.is_empty(), "a new table is empty");
+        t.insert(s);
+        assert_eq!(t.len(), 1, "len counts sessions");
+        assert_eq!(t.get(&s.record.key), Some(&s), "lookup by inside key");
+        assert_eq!(
+            t.get_by_external(&s.record.external_key()),
+            Some(&s),
+            "lookup by external key"
+        );
+    }
+
+    fn protocols_are_separate_key_spaces<T: SessionTable>(mut t: T) {
+        let u = session(Proto::Udp, 1000, 2000);
+        let c = session(Proto::Tcp, 1000, 2000);
+        t.insert(u);
+        t.insert(c);
+        assert_eq!(
+            t.len(),
+            2,
+            "same endpoints, different protocols: two sessions"
+        );
+        assert_eq!(
+            t.get(&c.record.key).map(|s| s.record.key.proto),
+            Some(Proto::Tcp)
+        );
+        let ext = ExternalKey {
+            proto: Proto::Icmp,
+            external: u.record.external,
+        };
+        assert!(
+            t.get_by_external(&ext).is_none(),
+            "no ICMP session was inserted"
+        );
+    }
+
+    fn mutation_through_either_key_is_seen_by_both<T: SessionTable>(mut t: T) {
+        let s = session(Proto::Tcp, 1000, 2000);
+        t.insert(s);
+        if let Some(x) = t.get_mut(&s.record.key) {
+            x.last_seen_ms = 7;
+        }
+        assert_eq!(
+            t.get_by_external(&s.record.external_key())
+                .map(|x| x.last_seen_ms),
+            Some(7)
+        );
+        if let Some(x) = t.get_by_external_mut(&s.record.external_key()) {
+            x.tcp = TcpState::Closing;
+        }
+        assert_eq!(t.get(&s.record.key).map(|x| x.tcp), Some(TcpState::Closing));
+    }
+
+    fn removal_clears_both_keys<T: SessionTable>(mut t: T) {
+        let a = session(Proto::Udp, 1000, 2000);
+        let b = session(Proto::Udp, 1001, 2001);
+        t.insert(a);
+        t.insert(b);
+        assert_eq!(
+            t.remove(&a.record.key),
+            Some(a),
+            "remove returns the session"
+        );
+        assert_eq!(
+            t.remove(&a.record.key),
+            None,
+            "a second remove finds nothing"
+        );
+        assert!(
+            t.get_by_external(&a.record.external_key()).is_none(),
+            "external key cleared"
+        );
+        assert_eq!(t.get(&b.record.key), Some(&b), "others untouched");
+        // The external endpoint can be reused by a new session.
+        let c = session(Proto::Udp, 1002, 2000);
+        t.insert(c);
+        assert_eq!(
+            t.get_by_external(&c.record.external_key())
+                .map(|s| s.record.key),
+            Some(c.record.key)
+        );
+    }
+
+    fn scan_visits_everything_once<T: SessionTable>(mut t: T) {
+        for i in 0..100u16 {
+            t.insert(session(Proto::Udp, 1000 + i, 2000 + i));
+        }
+        for i in (0..100u16).step_by(3) {
+            t.remove(&session(Proto::Udp, 1000 + i, 2000 + i).record.key);
+        }
+        let mut all = Vec::new();
+        t.for_each(&mut |s| all.push(s.record.key.inside.port));
+        all.sort_unstable();
+        let mut stepped = Vec::new();
+        let mut cursor = Some(0);
+        while let Some(c) = cursor {
+            cursor = t.scan(c, 10, &mut |s| stepped.push(s.record.key.inside.port));
+        }
+        stepped.sort_unstable();
+        assert_eq!(all.len(), t.len(), "for_each visits every session");
+        assert_eq!(stepped, all, "a stepped scan visits the same sessions once");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use mfplane_core::{BucketId, Endpoint, Proto, SessionRecord};
@@ -191,6 +332,11 @@ mod tests {
             origin: Origin::Local,
             seen_outbound: true,
         }
+    }
+
+    #[test]
+    fn mem_table_passes_the_conformance_suite() {
+        super::conformance::run(|| MemTable::with_capacity(16, 3));
     }
 
     #[test]
