@@ -91,8 +91,8 @@ impl SteeringTable {
     /// The table after `update`, given the table in use (`None` before the first).
     ///
     /// # Returns
-    /// `Ok(None)` for a stale update (epoch not newer than the current table), which
-    /// the caller skips.
+    /// `Ok(None)` for a stale update (epoch not newer than the current table) and for
+    /// epoch 0 (no table in the cluster yet), which the caller skips.
     ///
     /// # Errors
     /// [`Error::InvalidUpdate`] when the update is malformed, is incremental without a
@@ -103,6 +103,10 @@ impl SteeringTable {
             epoch: update.epoch,
             reason,
         };
+        // Epoch 0 is a cluster that has not assigned buckets yet: nothing to steer by.
+        if update.epoch == 0 {
+            return Ok(None);
+        }
         if let Some(cur) = current
             && update.epoch <= cur.epoch.0
             && !(update.full && update.epoch == cur.epoch.0)
@@ -301,6 +305,14 @@ mod tests {
         assert_eq!(img.config.epoch, 4);
         // Stale and repeated updates are skipped.
         assert!(SteeringTable::apply(Some(&t2), &inc).unwrap().is_none());
+    }
+
+    #[test]
+    fn epoch_zero_is_no_table_yet() {
+        let mut u = full(0);
+        u.bucket_bits = 0;
+        u.buckets.clear();
+        assert!(SteeringTable::apply(None, &u).unwrap().is_none());
     }
 
     #[test]
