@@ -326,7 +326,14 @@ fn render_status(st: &ClusterStatus, output: Output) -> String {
         "DATA MAC",
     ]);
     for m in &view.members {
-        let state = if m.draining { "draining" } else { "active" };
+        // Reachability is the leader's view (its lease records); other members cannot
+        // tell, so it is shown only when the leader answered.
+        let leader_answered = st.node_id == st.leader_id;
+        let state = match (m.draining, leader_answered && !m.reachable) {
+            (true, _) => "draining",
+            (false, true) => "unreachable",
+            (false, false) => "active",
+        };
         t.add_row(vec![
             m.node_id.to_string(),
             m.name.clone(),

@@ -26,6 +26,7 @@
 //! - [`synthetic`]: synthetic session load through the real proposer (tests, bench).
 //! - [`metrics`]: Prometheus series. [`http`]: health, readiness, metrics endpoints.
 //! - [`ctl`]: the `mfpctl` command-line client.
+//! - [`local_cluster`]: real member processes on loopback (tests, benchmark, demo).
 
 pub mod admin_ops;
 pub mod config;
@@ -35,6 +36,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod lease;
+pub mod local_cluster;
 pub mod member;
 pub mod metrics;
 pub mod network;
