@@ -1,1 +1,37 @@
-//! Placeholder; see the crate description.
+//! Deterministic simulation of a whole mfplane cluster with turmoil, running the real
+//! node library (gRPC over simulated TCP, openraft with a seeded RNG, in-memory storage
+//! that survives crashes, the controller, leases and group commit) and real NAT
+//! engines, with a simulated LB and thousands of flows, under crashes, partitions,
+//! restarts and scale events; an invariant checker proves DESIGN §2.4 on every run.
+//!
+//! A run is a pure function of its seed: turmoil seeds the network and tokio's RNG
+//! (`--cfg tokio_unstable`, set in `.cargo/config.toml`), each member seeds openraft's
+//! RNG, time is simulated, and no decision iterates a hash map.
+//!
+//! # Layout
+//! - [`net`]: host names and ports, the node's transport on turmoil TCP, gRPC channels.
+//! - [`packet`]: simulated packets (real IPv4/TCP/UDP bytes) and bursts.
+//! - [`world`]: what hosts publish for the checker; the deliberate [`world::Bug`]s.
+//! - [`worker`]: a worker host: `Node::start` plus the data path around an `Engine`.
+//! - [`lb`]: the simulated LB following `Steering.Watch`.
+//! - [`traffic`]: the traffic generator (inside hosts and remote servers).
+//! - [`operator`]: Admin calls as the Kubernetes operator makes them.
+//! - [`checker`]: the invariants and the trace hash.
+//! - [`harness`]: one simulated cluster: hosts, faults, operator actions, checks.
+//! - [`scenario`]: the scenarios (failover, leader crash, scale, partitions, bounce,
+//!   soak).
+//! - [`seeds`]: seed selection (`SIM_SEED`, `SIM_SEEDS`) and failure reports.
+//!
+//! The tests are in `tests/scenarios.rs`.
+
+pub mod checker;
+pub mod harness;
+pub mod lb;
+pub mod net;
+pub mod operator;
+pub mod packet;
+pub mod scenario;
+pub mod seeds;
+pub mod traffic;
+pub mod worker;
+pub mod world;

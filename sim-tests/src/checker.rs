@@ -1,0 +1,458 @@
+//! The invariant checker (DESIGN §2.4), run between simulation steps.
+//!
+//! 1. **No lost or remapped session.** The first time a flow's session shows up in a
+//!    member's applied state, its mapping and the applied log index are recorded.
+//!    From then on every member whose applied index has reached that index must hold
+//!    the same mapping, and every translation the remote side sees after that moment
+//!    must use it. At the end, every flow must be committed and still answering.
+//! 2. **No double allocation.** In every member's applied state each external
+//!    endpoint belongs to one key; no engine holds, for a committed session or in a
+//!    bucket its member owns in the newest table, a mapping that disagrees with the
+//!    committed one; and no member allocates in a bucket after the newest table gave
+//!    it to another member (the lease rule that makes this hold).
+//! 3. **Convergence.** After a fault, every bucket has a running owner, the LB steers
+//!    by the newest epoch and every flow committed before the fault answers again,
+//!    within the failover budget; the time it took is recorded.
+//! 4. **Determinism.** What the checker sees is folded into a trace hash; the same
+//!    seed must give the same hash.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use mfplane_core::{Endpoint, SessionKey};
+use mfplane_dataplane::engine::Origin;
+use mfplane_raft_store::NodeId;
+
+use crate::worker::CLOCK_BASE_MS;
+use crate::world::{WorkerLive, World, lock};
+
+/// A planned move (rebalance, drain) reaches the old owner by replication a few
+/// milliseconds after it commits, and the old owner may allocate in that window (the
+/// state machine then refuses its proposal). The lease rule is checked only for
+/// allocations later than this after the checker saw the move.
+const LEASE_RULE_SLACK_MS: u64 = 250;
+
+#[derive(Debug, Clone, Copy)]
+struct Committed {
+    external: Endpoint,
+    /// Applied index of the state it was first seen in.
+    index: u64,
+    /// Simulated time (ms) it was first seen.
+    seen_ms: u64,
+}
+
+/// A fault whose recovery is being timed.
+#[derive(Debug, Clone)]
+struct Recovery {
+    what: String,
+    since_ms: u64,
+    /// Flows committed when the fault happened: each must answer a probe sent after it.
+    flows: Vec<usize>,
+    budget_ms: u64,
+}
+
+/// One timed recovery.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub what: String,
+    pub took: Duration,
+}
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub struct Checker {
+    committed: BTreeMap<SessionKey, Committed>,
+    /// Per flow, how many of its recorded mappings were already checked.
+    mappings_checked: Vec<usize>,
+    /// Per bucket, the owner in the newest table seen and since when (ms).
+    owner_since: Vec<(Option<NodeId>, u64)>,
+    newest_epoch: u64,
+    recovering: Vec<Recovery>,
+    pub recovered: Vec<Recovered>,
+    pub violations: Vec<String>,
+    trace: u64,
+    checks: u64,
+    /// The trace as text, one line per check or event, for finding where two runs of
+    /// one seed diverged.
+    pub trace_lines: Vec<String>,
+    /// Translations that changed before their session committed (optimistic commit
+    /// allows this; counted for the report).
+    pub uncommitted_remaps: u64,
+}
+
+/// The running members, as the harness knows them.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub index: usize,
+    pub worker: WorkerLive,
+}
+
+impl Checker {
+    fn violation(&mut self, now_ms: u64, msg: String) {
+        if self.violations.len() < 50 {
+            self.violations.push(format!("t={now_ms}ms: {msg}"));
+        }
+    }
+
+    fn fold(&mut self, v: u64) {
+        // FNV-1a over 64-bit words.
+        let mut h = if self.trace == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.trace
+        };
+        for b in v.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.trace = h;
+    }
+
+    /// Folds a harness event (fault, operator action) into the trace.
+    pub fn note(&mut self, now_ms: u64, event: &str) {
+        self.trace_lines.push(format!("{now_ms} {event}"));
+        self.fold(now_ms);
+        for chunk in event.as_bytes().chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.fold(u64::from_le_bytes(w));
+        }
+    }
+
+    /// The trace hash so far.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
+    /// Starts timing the recovery from a fault that just happened.
+    pub fn expect_recovery(&mut self, world: &World, now_ms: u64, what: &str, budget: Duration) {
+        let traffic = lock(&world.traffic);
+        let flows = traffic
+            .flows
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| self.committed.contains_key(&f.key))
+            .map(|(i, _)| i)
+            .collect();
+        self.recovering.push(Recovery {
+            what: what.to_string(),
+            since_ms: now_ms,
+            flows,
+            budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+
+    /// Whether no recovery is pending.
+    pub fn settled(&self) -> bool {
+        self.recovering.is_empty()
+    }
+
+    /// One check at simulated time `now_ms` over the running members `live`;
+    /// `healthy` are the members that may own buckets (running, not cut off).
+    pub fn check(&mut self, world: &World, live: &[Live], healthy: &BTreeSet<u64>, now_ms: u64) {
+        self.checks += 1;
+        // Every member's applied state, newest first.
+        let mut views: Vec<(u64, &Live)> = live
+            .iter()
+            .map(|l| {
+                let idx = l
+                    .worker
+                    .member
+                    .sm
+                    .state()
+                    .last_applied()
+                    .map_or(0, |id| id.index);
+                (idx, l)
+            })
+            .collect();
+        views.sort_by_key(|(idx, l)| (std::cmp::Reverse(*idx), l.index));
+        let Some(&(newest_index, newest)) = views.first() else {
+            return;
+        };
+        let newest_member = newest.worker.member.clone();
+        let state = newest_member.state();
+
+        // Trace: what the newest member applied, and what the LB and generator see.
+        self.fold(now_ms);
+        self.fold(newest_index);
+        self.fold(state.state_hash());
+        let leader = newest_member.metrics().current_leader.map_or(0, |l| l.0);
+        self.fold(leader);
+        let (lb_epoch, probes, replies) = {
+            let lb = lock(&world.lb);
+            let t = lock(&world.traffic);
+            (lb.epoch, t.probes_sent, t.replies_delivered)
+        };
+        self.fold(lb_epoch);
+        self.fold(probes);
+        self.fold(replies);
+        self.trace_lines.push(format!(
+            "{now_ms} n{} applied={newest_index} state={:016x} leader={leader} lb_epoch={lb_epoch} probes={probes} replies={replies}",
+            newest.index,
+            state.state_hash()
+        ));
+
+        // Bucket history (for the lease rule and convergence).
+        let epoch = state.epoch().0;
+        let owners: Vec<Option<NodeId>> = state.buckets().owners().to_vec();
+        if self.owner_since.len() != owners.len() {
+            self.owner_since = owners.iter().map(|o| (*o, now_ms)).collect();
+        } else if epoch > self.newest_epoch {
+            for (b, o) in owners.iter().enumerate() {
+                if self.owner_since[b].0 != *o {
+                    self.owner_since[b] = (*o, now_ms);
+                }
+            }
+        }
+        self.newest_epoch = self.newest_epoch.max(epoch);
+
+        // 1. Commitments of the generator's flows.
+        let traffic = lock(&world.traffic).clone();
+        if self.mappings_checked.len() != traffic.flows.len() {
+            self.mappings_checked = vec![0; traffic.flows.len()];
+        }
+        for f in &traffic.flows {
+            if let Some(r) = state.session(&f.key) {
+                match self.committed.get(&f.key) {
+                    None => {
+                        self.committed.insert(
+                            f.key,
+                            Committed {
+                                external: r.external,
+                                index: newest_index,
+                                seen_ms: now_ms,
+                            },
+                        );
+                    }
+                    Some(c) if c.external != r.external => {
+                        let msg = format!(
+                            "committed session {:?} remapped from {:?} to {:?}",
+                            f.key, c.external, r.external
+                        );
+                        self.violation(now_ms, msg);
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        drop(state);
+        for &(idx, l) in &views {
+            let s = l.worker.member.state();
+            let mut bad = Vec::new();
+            for (k, c) in &self.committed {
+                if c.index > idx {
+                    continue;
+                }
+                match s.session(k) {
+                    Some(r) if r.external == c.external => {}
+                    Some(r) => bad.push(format!(
+                        "n{} (applied {idx}) maps committed session {k:?} to {:?}, committed as {:?}",
+                        l.index, r.external, c.external
+                    )),
+                    None => bad.push(format!(
+                        "n{} (applied {idx}) lost committed session {k:?} -> {:?}",
+                        l.index, c.external
+                    )),
+                }
+            }
+            drop(s);
+            for m in bad.into_iter().take(3) {
+                self.violation(now_ms, m);
+            }
+        }
+        // What the remote side saw.
+        for (i, f) in traffic.flows.iter().enumerate() {
+            let from = self.mappings_checked[i];
+            self.mappings_checked[i] = f.mappings.len();
+            let Some(c) = self.committed.get(&f.key).copied() else {
+                continue;
+            };
+            for &(t, ext) in &f.mappings[from..] {
+                if ext == c.external {
+                    continue;
+                }
+                if t >= c.seen_ms {
+                    let msg = format!(
+                        "flow {:?} was translated to {ext:?} at t={t}ms although its session committed as {:?} (seen at t={}ms)",
+                        f.key, c.external, c.seen_ms
+                    );
+                    self.violation(now_ms, msg);
+                } else {
+                    self.uncommitted_remaps += 1;
+                }
+            }
+        }
+        for v in &traffic.violations {
+            if !self.violations.contains(v) && self.violations.len() < 50 {
+                self.violations.push(v.clone());
+            }
+        }
+
+        // 2. Double allocation: committed state, engines, lease rule.
+        let state = newest_member.state();
+        let mut found_state = Vec::new();
+        if self.checks % 10 == 1 {
+            for r in state.sessions() {
+                match state.session_by_external(&r.external_key()) {
+                    Some(o) if o.key == r.key => {}
+                    other => {
+                        let msg = format!(
+                            "committed state: {:?} is held by {:?} but indexed to {:?}",
+                            r.external,
+                            r.key,
+                            other.map(|o| o.key)
+                        );
+                        found_state.push(msg);
+                    }
+                }
+            }
+        }
+        let mut found = found_state;
+        for l in live {
+            let me = l.worker.member.id;
+            let e = lock(&l.worker.engine);
+            for rec in e.export() {
+                let Some(s) = e.session(&rec.key) else {
+                    continue;
+                };
+                let owner = state.owner_of(rec.bucket);
+                let steered_here = owner == Some(me);
+                let imported = s.origin == Origin::Imported;
+                if let Some(c) = state.session_by_external(&rec.external_key())
+                    && c.key != rec.key
+                    && (imported || steered_here)
+                {
+                    found.push(format!(
+                        "double allocation: n{}'s engine maps {:?} to {:?}, committed to {:?}",
+                        l.index, rec.key, rec.external, c.key
+                    ));
+                }
+                if let Some(c) = state.session(&rec.key)
+                    && c.external != rec.external
+                    && (imported || steered_here)
+                {
+                    found.push(format!(
+                        "n{}'s engine maps committed session {:?} to {:?}, committed as {:?}",
+                        l.index, rec.key, rec.external, c.external
+                    ));
+                }
+                // The lease rule: no allocation after the bucket went to someone else.
+                if s.origin == Origin::Local
+                    && state.session(&rec.key) != Some(&rec)
+                    && let Some(&(Some(o), since)) = self.owner_since.get(usize::from(rec.bucket.0))
+                    && o != me
+                    && rec.created_ms.saturating_sub(CLOCK_BASE_MS) > since + LEASE_RULE_SLACK_MS
+                {
+                    found.push(format!(
+                        "lease violated: n{} allocated {:?} -> {:?} at t={}ms in bucket {} which n{} owns since t={since}ms",
+                        l.index,
+                        rec.key,
+                        rec.external,
+                        rec.created_ms.saturating_sub(CLOCK_BASE_MS),
+                        rec.bucket.0,
+                        o.0
+                    ));
+                }
+            }
+        }
+        drop(state);
+        for m in found.into_iter().take(5) {
+            self.violation(now_ms, m);
+        }
+
+        // 3. Convergence.
+        let lb_epoch = lock(&world.lb).epoch;
+        let owned_ok = owners
+            .iter()
+            .all(|o| o.is_some_and(|n| healthy.contains(&n.0)));
+        let steering_ok = lb_epoch == epoch;
+        let mut still = Vec::new();
+        for r in std::mem::take(&mut self.recovering) {
+            let flows_ok = r.flows.iter().all(|&i| {
+                traffic.flows[i]
+                    .last_ok_probe
+                    .is_some_and(|p| p >= r.since_ms)
+            });
+            if owned_ok && steering_ok && flows_ok {
+                self.recovered.push(Recovered {
+                    what: r.what.clone(),
+                    took: Duration::from_millis(now_ms - r.since_ms),
+                });
+            } else if now_ms - r.since_ms > r.budget_ms {
+                let stuck = r
+                    .flows
+                    .iter()
+                    .filter(|&&i| {
+                        traffic.flows[i]
+                            .last_ok_probe
+                            .is_none_or(|p| p < r.since_ms)
+                    })
+                    .count();
+                let msg = format!(
+                    "no convergence within {}ms after {}: buckets owned by healthy members: {owned_ok}, LB on epoch {lb_epoch} of {epoch}, {stuck} of {} committed flows not answering",
+                    r.budget_ms,
+                    r.what,
+                    r.flows.len()
+                );
+                self.violation(now_ms, msg);
+            } else {
+                still.push(r);
+            }
+        }
+        self.recovering = still;
+    }
+
+    /// End-of-run liveness: every flow that started at least `settle` ago has a
+    /// committed session and answered a probe sent within the last `settle`.
+    pub fn finish(&mut self, world: &World, live: &[Live], now_ms: u64, settle: Duration) {
+        let settle_ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
+        let traffic = lock(&world.traffic).clone();
+        let mut uncommitted = 0;
+        let mut silent = 0;
+        let mut example = None;
+        for f in &traffic.flows {
+            if f.started_ms + settle_ms > now_ms {
+                continue;
+            }
+            if !self.committed.contains_key(&f.key) {
+                uncommitted += 1;
+                example.get_or_insert(f.key);
+            } else if f.last_ok_probe.is_none_or(|p| p + settle_ms < now_ms) {
+                silent += 1;
+                example.get_or_insert(f.key);
+            }
+        }
+        if uncommitted + silent > 0 {
+            self.violation(
+                now_ms,
+                format!(
+                    "at the end {uncommitted} flows never committed and {silent} committed flows stopped answering (e.g. {example:?})"
+                ),
+            );
+        }
+        for r in std::mem::take(&mut self.recovering) {
+            self.violation(now_ms, format!("{} never converged", r.what));
+        }
+        // Replicas that applied the same log agree.
+        let mut by_index: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+        for l in live {
+            let s = l.worker.member.sm.state();
+            let idx = s.last_applied().map_or(0, |id| id.index);
+            by_index.entry(idx).or_default().insert(s.state_hash());
+        }
+        for (idx, hashes) in by_index {
+            if hashes.len() > 1 {
+                self.violation(
+                    now_ms,
+                    format!("members at applied index {idx} disagree: {hashes:?}"),
+                );
+            }
+        }
+        self.note(now_ms, &format!("committed={}", self.committed.len()));
+    }
+
+    /// Sessions the checker has seen commit.
+    pub fn committed_count(&self) -> usize {
+        self.committed.len()
+    }
+}

@@ -1,0 +1,105 @@
+//! The simulation scenarios over the CI seed set (`SIM_SEEDS=N` for more,
+//! `SIM_SEED=x` to replay one). See the crate docs.
+
+use mfplane_sim_tests::scenario::{self, Scale};
+use mfplane_sim_tests::seeds::run_seeds;
+use mfplane_sim_tests::world::Bug;
+
+/// Seeds per scenario in CI.
+const CI_SEEDS: u64 = 50;
+/// Seeds of the soak in CI (run it with `SIM_SEEDS=500` by hand).
+const CI_SOAK_SEEDS: u64 = 5;
+
+#[test]
+fn s1_failover_of_busiest_owner() {
+    run_seeds("s1_failover_of_busiest_owner", CI_SEEDS, |s| {
+        scenario::failover(s, Scale::from_env())
+    });
+}
+
+#[test]
+fn s2_leader_crash() {
+    run_seeds("s2_leader_crash", CI_SEEDS, |s| {
+        scenario::leader_crash(s, Scale::from_env())
+    });
+}
+
+#[test]
+fn s3_scale_out_and_in() {
+    run_seeds("s3_scale_out_and_in", CI_SEEDS, |s| {
+        scenario::scale(s, Scale::from_env())
+    });
+}
+
+#[test]
+fn s4_partitions() {
+    run_seeds("s4_partitions", CI_SEEDS, |s| {
+        scenario::partitions(s, Scale::from_env())
+    });
+}
+
+#[test]
+fn s5_bounce_with_persisted_state() {
+    run_seeds("s5_bounce_with_persisted_state", CI_SEEDS, |s| {
+        scenario::bounce(s, Scale::from_env())
+    });
+}
+
+#[test]
+fn s6_soak() {
+    run_seeds("s6_soak", CI_SOAK_SEEDS, |s| {
+        scenario::soak(s, Scale::from_env())
+    });
+}
+
+#[test]
+fn same_seed_same_trace() {
+    let a = scenario::failover(7, Scale { flows: 300 });
+    let b = scenario::failover(7, Scale { flows: 300 });
+    assert!(a.violations.is_empty(), "{:?}", a.violations);
+    if let Some((x, y)) = a.trace.iter().zip(&b.trace).find(|(x, y)| x != y) {
+        panic!("seed 7 diverged between two runs:\n  first:  {x}\n  second: {y}");
+    }
+    assert_eq!(
+        a.trace_hash, b.trace_hash,
+        "seed 7 ran twice with different traces"
+    );
+    let c = scenario::failover(8, Scale { flows: 300 });
+    assert_ne!(
+        a.trace_hash, c.trace_hash,
+        "the trace does not depend on the seed"
+    );
+}
+
+#[test]
+fn checker_catches_buckets_moved_before_the_lease_expired() {
+    for seed in 1..=3 {
+        let fine = scenario::minority_with_lb(seed, Scale { flows: 600 }, Bug::None);
+        assert!(
+            fine.violations.is_empty(),
+            "seed {seed} without the bug: {:?}",
+            fine.violations
+        );
+        let bad = scenario::minority_with_lb(seed, Scale { flows: 600 }, Bug::LeaseMismatch);
+        assert!(
+            bad.violations.iter().any(|v| v.contains("lease violated")),
+            "seed {seed}: the checker missed the lease bug: {:?}",
+            bad.violations
+        );
+    }
+}
+
+#[test]
+fn checker_catches_a_worker_that_forgets_committed_sessions() {
+    for seed in 1..=3 {
+        let bad = scenario::bounce_with(seed, Scale { flows: 600 }, Bug::NoResyncOnBoot);
+        assert!(
+            !bad.violations.is_empty(),
+            "seed {seed}: the checker missed the resync bug"
+        );
+        eprintln!(
+            "seed {seed}: caught: {:?}",
+            &bad.violations[..bad.violations.len().min(3)]
+        );
+    }
+}
