@@ -5,6 +5,8 @@
 //!   802.1Q tag), IPv4, TCP, UDP and ICMP, for userspace parsing and tests.
 //! - [`engine`]: the stateful NAT: sessions, per-bucket port allocation, RFC 4787 /
 //!   5382 / 5508 behaviour, fragments, counters, replication records.
+//! - [`io`]: packet I/O backends that move whole frames between an interface and the
+//!   engine (`AF_PACKET` today; AF_XDP fits behind the same trait).
 //! - [`error`]: the crate's `Error` and `Result`.
 //!
 //! Around the crate: `core/` is the `no_std` packet core (`mfplane-core`: flow hash,
@@ -19,6 +21,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod io;
 pub mod wire;
 
 pub use error::{Error, Result};
