@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mfplane_core::{
-    BucketId, Endpoint, ExternalKey, FIRST_NAT_PORT, Proto, SessionKey, SessionRecord,
+    BucketBits, BucketId, Endpoint, ExternalKey, FIRST_NAT_PORT, Proto, SessionKey, SessionRecord,
 };
+use mfplane_raft_store::ClusterState;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -80,16 +81,16 @@ pub struct Allocator {
 }
 
 impl Allocator {
-    /// Allocates one record for `key`, or `None` when every owned bucket is full.
-    fn allocate(
+    /// Allocates a record for each of `keys` under one read of the state, or `None`
+    /// (allocating nothing) when the owned buckets cannot hold them all.
+    fn allocate_all(
         &mut self,
         member: &Member,
-        key: SessionKey,
+        keys: impl Iterator<Item = SessionKey>,
         created_ms: u64,
-    ) -> Option<SessionRecord> {
+    ) -> Option<Vec<SessionRecord>> {
         let state = member.state();
         let config = state.config()?;
-        let bits = config.bucket_bits;
         let ips: Vec<u32> = config
             .external_ips
             .iter()
@@ -99,6 +100,31 @@ impl Allocator {
         if owned.is_empty() || ips.is_empty() {
             return None;
         }
+        let mut out = Vec::with_capacity(keys.size_hint().0);
+        for key in keys {
+            match self.allocate(&state, config.bucket_bits, &ips, &owned, key, created_ms) {
+                Some(r) => out.push(r),
+                None => {
+                    for r in &out {
+                        self.release(r);
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Allocates one record for `key` in one of `owned`, or `None` when all are full.
+    fn allocate(
+        &mut self,
+        state: &ClusterState,
+        bits: BucketBits,
+        ips: &[u32],
+        owned: &[BucketId],
+        key: SessionKey,
+        created_ms: u64,
+    ) -> Option<SessionRecord> {
         let per_ip = u64::from((65_536u32 >> bits.get()).max(1));
         for _ in 0..owned.len() {
             let bucket = owned[self.next_bucket % owned.len()];
@@ -258,23 +284,14 @@ async fn worker(
             break;
         }
         let end = (start + req.chunk as u64).min(req.count);
-        let mut records = Vec::with_capacity((end - start) as usize);
+        let records;
         // Wait (bounded) for buckets and a lease before allocating.
         loop {
             if member.lease_valid() {
-                let mut a = alloc.lock().await;
-                records.clear();
-                for i in start..end {
-                    match a.allocate(&member, synthetic_key(req.key_base + i), created_ms) {
-                        Some(r) => records.push(r),
-                        None => break,
-                    }
-                }
-                if records.len() == (end - start) as usize {
+                let keys = (start..end).map(|i| synthetic_key(req.key_base + i));
+                if let Some(r) = alloc.lock().await.allocate_all(&member, keys, created_ms) {
+                    records = r;
                     break;
-                }
-                for r in &records {
-                    a.release(r);
                 }
             }
             if Instant::now() >= deadline {
