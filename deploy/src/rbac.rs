@@ -33,7 +33,8 @@ pub struct ApiUse {
     pub why: &'static str,
 }
 
-const CHILD: &[&str] = &["get", "list", "watch", "create", "patch"];
+/// Children are written by server-side apply (a `patch` that may create) and watched.
+const CHILD: &[&str] = &["list", "watch", "create", "patch"];
 
 /// The operator's complete use of the Kubernetes API. Server-side apply is a `patch`
 /// that creates a missing object, so children need `create` as well.
@@ -113,10 +114,10 @@ pub const API_USES: &[ApiUse] = &[
     ApiUse {
         group: "apps",
         resource: "statefulsets",
-        verbs: CHILD,
+        verbs: &["get", "list", "watch", "create", "patch"],
         names: &[],
         scope: Scope::Cluster,
-        why: "the workers",
+        why: "the workers (read for their current size)",
     },
     ApiUse {
         group: "apps",

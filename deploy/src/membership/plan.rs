@@ -402,6 +402,12 @@ impl Planner<'_, '_> {
         }
 
         if !view.from_leader {
+            // A follower's view may lag the log (miss a member that just joined):
+            // never shrink the StatefulSet on it.
+            self.plan.statefulset_replicas = self
+                .plan
+                .statefulset_replicas
+                .max(obs.statefulset_replicas.unwrap_or(0));
             let why = match view.leader {
                 None => "the cluster has no leader (an election is running, or a quorum of voters is down)".to_owned(),
                 Some(l) => format!("the leader (node {l}) did not answer"),
@@ -995,6 +1001,16 @@ mod tests {
             matches!(p.change, Some(Change::Remove { ref pod, .. }) if pod == "demo-1"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_followers_view_never_shrinks_the_statefulset() {
+        let mut w = World::new()
+            .member(0, Role::Voter, 100)
+            .pod(0, None)
+            .pod(1, None);
+        w.probe.view.as_mut().unwrap().from_leader = false;
+        assert_eq!(w.plan(1, Some(2)).statefulset_replicas, 2);
     }
 
     #[test]
