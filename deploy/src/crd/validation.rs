@@ -4,9 +4,10 @@
 //! (an older CRD) and acting on a bad spec would misconfigure a live cluster.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use kube::CustomResourceExt;
-use kube::core::cel::Validator;
+use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -33,7 +34,8 @@ impl fmt::Display for FieldError {
 /// # Errors
 /// Every violated rule, in schema order.
 pub fn validate_nat(nat: &Nat, old: Option<&Nat>) -> Result<(), Vec<FieldError>> {
-    validate_against(&Nat::crd(), nat, old)
+    static RULES: OnceLock<Result<CompiledSchema, String>> = OnceLock::new();
+    validate_against(RULES.get_or_init(|| compile(&Nat::crd())), nat, old)
 }
 
 /// Checks a Node against the CRD's rules.
@@ -41,11 +43,27 @@ pub fn validate_nat(nat: &Nat, old: Option<&Nat>) -> Result<(), Vec<FieldError>>
 /// # Errors
 /// Every violated rule, in schema order.
 pub fn validate_node(node: &Node) -> Result<(), Vec<FieldError>> {
-    validate_against(&Node::crd(), node, None)
+    static RULES: OnceLock<Result<CompiledSchema, String>> = OnceLock::new();
+    validate_against(RULES.get_or_init(|| compile(&Node::crd())), node, None)
+}
+
+/// Compiles a CRD's rules once per process: compiling is most of the cost of a check.
+fn compile(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Result<CompiledSchema, String> {
+    let schema = crd
+        .spec
+        .versions
+        .first()
+        .and_then(|v| v.schema.as_ref())
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .ok_or_else(|| "the CRD has no schema".to_owned())?;
+    let schema = serde_json::to_value(schema).map_err(|e| e.to_string())?;
+    Ok(compile_schema(&schema))
 }
 
 fn validate_against<T: Serialize>(
-    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    compiled: &Result<CompiledSchema, String>,
     obj: &T,
     old: Option<&T>,
 ) -> Result<(), Vec<FieldError>> {
@@ -55,20 +73,13 @@ fn validate_against<T: Serialize>(
             message: format!("internal error: cannot check the object against its CRD: {what}"),
         }]
     };
-    let schema = crd
-        .spec
-        .versions
-        .first()
-        .and_then(|v| v.schema.as_ref())
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .ok_or_else(|| internal("the CRD has no schema".into()))?;
-    let schema = serde_json::to_value(schema).map_err(|e| internal(e.to_string()))?;
+    let compiled = compiled.as_ref().map_err(|e| internal(e.clone()))?;
     let object = serde_json::to_value(obj).map_err(|e| internal(e.to_string()))?;
     let old: Option<Value> = match old {
         Some(o) => Some(serde_json::to_value(o).map_err(|e| internal(e.to_string()))?),
         None => None,
     };
-    match Validator::new().validate(&schema, &object, old.as_ref()) {
+    match Validator::new().validate_compiled(compiled, &object, old.as_ref()) {
         Ok(()) => Ok(()),
         Err(errors) => Err(errors
             .into_vec()
