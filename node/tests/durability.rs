@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::Cluster;
 
 const ROUNDS: usize = 4;
-const PER_ROUND: u64 = 6_000;
+const PER_ROUND: u64 = 25_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_members_come_back_with_the_same_log_and_state() {
@@ -35,15 +35,33 @@ async fn killed_members_come_back_with_the_same_log_and_state() {
             tokio::spawn(async move { common::http(&addr, "POST", &path).await })
         });
         let loads: Vec<_> = loads.collect();
-        // Kill in the middle of the proposing.
-        tokio::time::sleep(Duration::from_millis(300 + 250 * round as u64)).await;
+        // Kill in the middle of the proposing: once a quarter of the round committed.
+        let target = acknowledged + PER_ROUND / 2;
+        common::wait_until(
+            Duration::from_secs(60),
+            "the round's load to get going",
+            || async {
+                c.state(others[0])
+                    .await
+                    .is_some_and(|s| s.sessions >= target)
+            },
+        )
+        .await;
+        let committed_at_kill = c.state(others[0]).await.map(|s| s.sessions).unwrap_or(0);
         c.kill(victim);
+        let mut retries = 0;
         for l in loads {
             let body = l.await.unwrap().expect("load finished");
             let r: common::LoadReport = serde_json::from_str(&body).unwrap();
             assert_eq!(r.failed, 0, "round {round}: {r:?}");
             acknowledged += r.accepted;
+            retries += r.retries;
         }
+        // The kill must land in the middle of the proposing, not after it.
+        assert!(
+            committed_at_kill < acknowledged,
+            "round {round}: the load had finished before the kill; shorten the delay"
+        );
         c.start(victim, &[]);
         let s = c.wait_converged(&[0, 1, 2], Duration::from_secs(90)).await;
         let victim_state = c.state(victim).await.unwrap();
@@ -60,14 +78,13 @@ async fn killed_members_come_back_with_the_same_log_and_state() {
             "round {round}: every acknowledged session is committed, nothing else"
         );
         println!(
-            "round {round}: killed n{} ({}), {} sessions, state {}",
+            "round {round}: killed n{} ({}) at {committed_at_kill} of {acknowledged} sessions ({retries} retried chunks), state {}",
             victim + 1,
             if victim == leader {
                 "leader"
             } else {
                 "follower"
             },
-            s.sessions,
             s.state_hash
         );
     }
