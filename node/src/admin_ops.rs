@@ -22,7 +22,7 @@ use crate::member::Member;
 pub async fn join(member: &Arc<Member>, info: MemberInfo) -> Result<NodeId> {
     let _guard = member.change_lock.lock().await;
     if member.state().config().is_none() {
-        return Err(Error::FailedPrecondition(
+        return Err(Error::Starting(
             "the cluster is not bootstrapped yet; retry in a moment".into(),
         ));
     }

@@ -17,6 +17,9 @@ pub enum Error {
         "no leader is known: the cluster is electing one or has lost its quorum; retry shortly"
     )]
     NoLeader,
+    /// The cluster is still starting up (e.g. not bootstrapped yet); retry shortly.
+    #[error("{0}")]
+    Starting(String),
     /// The member has not joined or initialized a cluster yet.
     #[error(
         "this member has not joined a cluster yet: start it with --init or --join, or call Admin.Initialize"
@@ -61,6 +64,7 @@ impl Error {
             Error::DataDir { .. } => "data_dir",
             Error::NoLeader => "no_leader",
             Error::NotMember => "not_member",
+            Error::Starting(_) => "starting",
             Error::UnknownNode(_) => "unknown_node",
             Error::InvalidRequest(_) => "invalid_request",
             Error::FailedPrecondition(_) => "failed_precondition",

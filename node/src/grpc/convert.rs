@@ -26,9 +26,7 @@ pub fn status(e: Error) -> Status {
         Error::Rejected(Rejection::NameTaken(id)) => Status::already_exists(format!(
             "{message}: a member of that name is already in the cluster; a member that lost its data directory must first be removed (`mfpctl remove {id}`), or join under a new name"
         )),
-        Error::Rejected(_) | Error::FailedPrecondition(_) | Error::NotMember => {
-            Status::failed_precondition(message)
-        }
+        Error::Rejected(_) | Error::FailedPrecondition(_) => Status::failed_precondition(message),
         Error::Peer { peer, message } if message.starts_with("leader=") => {
             let mut s = Status::unavailable(format!(
                 "this member is not the leader; the leader is at {peer}"
@@ -39,9 +37,13 @@ pub fn status(e: Error) -> Status {
             }
             s
         }
-        Error::NoLeader | Error::NoLease | Error::ShuttingDown | Error::Peer { .. } => {
-            Status::unavailable(message)
-        }
+        // Not a member yet / still starting: the caller should retry (or ask another).
+        Error::NoLeader
+        | Error::NoLease
+        | Error::ShuttingDown
+        | Error::NotMember
+        | Error::Starting(_)
+        | Error::Peer { .. } => Status::unavailable(message),
         Error::DataDir { .. } | Error::Raft(_) | Error::Io(_) => Status::internal(message),
     }
 }
