@@ -8,6 +8,17 @@
 //! (`--cfg tokio_unstable`, set in `.cargo/config.toml`), each member seeds openraft's
 //! RNG, time is simulated, and no decision iterates a hash map.
 //!
+//! # Running
+//! - CI: `cargo test -p mfplane-sim-tests` runs scenarios 1-5 on seeds 1..=50 each,
+//!   the soak on 5 seeds, the determinism test and the two deliberate-bug tests.
+//! - More seeds: `SIM_SEEDS=500 cargo test -p mfplane-sim-tests --test scenarios s6_soak
+//!   -- --nocapture` (add `SIM_SEED_FIRST=251` to split a long run over processes).
+//! - Replay one seed: `SIM_SEED=17 cargo test -p mfplane-sim-tests --test scenarios
+//!   s4_partitions -- --nocapture`; a failure prints exactly this command.
+//! - `SIM_FLOWS=N` changes the number of flows (default 1000).
+//! - With `--nocapture` every seed prints its timings, and every test the p50/max of
+//!   each kind of recovery (failover, rebalance, heal).
+//!
 //! # Layout
 //! - [`net`]: host names and ports, the node's transport on turmoil TCP, gRPC channels.
 //! - [`packet`]: simulated packets (real IPv4/TCP/UDP bytes) and bursts.

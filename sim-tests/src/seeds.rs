@@ -2,7 +2,8 @@
 //! command that replays it.
 //!
 //! - default: the fixed CI set, seeds `1..=N` for the test's `N`;
-//! - `SIM_SEEDS=N`: seeds `1..=N`;
+//! - `SIM_SEEDS=N`: seeds `1..=N` (`SIM_SEED_FIRST=F`: `F..F+N`, to split a long run
+//!   over several processes);
 //! - `SIM_SEED=x`: only seed `x` (replay);
 //! - `SIM_FLOWS=N`: flows per run (default 1000).
 
@@ -16,11 +17,15 @@ pub fn seeds(ci: u64) -> Vec<u64> {
     if let Some(x) = std::env::var("SIM_SEED").ok().and_then(|v| v.parse().ok()) {
         return vec![x];
     }
-    let n = std::env::var("SIM_SEEDS")
+    let n: u64 = std::env::var("SIM_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(ci);
-    (1..=n).collect()
+    let first: u64 = std::env::var("SIM_SEED_FIRST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    (first..first + n).collect()
 }
 
 /// Runs `run` on every seed; panics on the first failing one with its violations,
