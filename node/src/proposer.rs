@@ -5,14 +5,16 @@
 //! collects records from any number of callers into one `CreateSessions` entry, flushed
 //! when it holds `batch_max` records or its oldest record has waited `batch_delay`, and
 //! keeps several batches in flight so replication of one overlaps the filling of the
-//! next. Each caller gets the outcome of each of its own records back.
+//! next. When all in-flight slots are taken, the next batch keeps filling (up to
+//! `batch_max`; one caller's records are never split, so a batch may exceed it by one
+//! call's worth) until a slot frees, so batches grow with load. Each caller gets the outcome of each of its own records back.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mfplane_core::{SessionKey, SessionRecord};
 use mfplane_raft_store::{Command, Rejection, Response};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -135,33 +137,53 @@ async fn run(member: Arc<Member>, mut rx: mpsc::Receiver<Op>) {
     let mut creates: Batch<SessionRecord, Vec<Outcome>> = Batch::new();
     let mut removes: Batch<SessionKey, Removed> = Batch::new();
     loop {
-        let deadline = [creates.first, removes.first]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| t + timing.batch_delay);
-        let op = tokio::select! {
-            biased;
-            op = rx.recv() => match op {
-                Some(op) => Some(op),
-                None => break,
-            },
-            _ = sleep_until(deadline) => None,
-        };
-        match op {
-            Some(Op::Create(r, tx)) => creates.add(r, tx),
-            Some(Op::Remove(k, tx)) => removes.add(k, tx),
-            None => {}
-        }
         let now = Instant::now();
         let due = |first: Option<Instant>, len: usize| {
             len >= timing.batch_max || first.is_some_and(|f| now >= f + timing.batch_delay)
         };
-        if due(creates.first, creates.items.len()) {
-            flush_creates(&member, &slots, creates.take()).await;
+        let (c_due, r_due) = (
+            due(creates.first, creates.items.len()),
+            due(removes.first, removes.items.len()),
+        );
+        // Flush due batches while a slot is free. When every slot is taken, a due batch
+        // keeps filling (up to `batch_max`) until one frees: under load the batches grow
+        // instead of the callers queueing behind a fixed pipeline depth.
+        if c_due && let Ok(permit) = slots.clone().try_acquire_owned() {
+            flush_creates(&member, permit, creates.take());
+            continue;
         }
-        if due(removes.first, removes.items.len()) {
-            flush_removes(&member, &slots, removes.take()).await;
+        if r_due && let Ok(permit) = slots.clone().try_acquire_owned() {
+            flush_removes(&member, permit, removes.take());
+            continue;
+        }
+        let blocked = c_due || r_due;
+        let full =
+            creates.items.len() >= timing.batch_max || removes.items.len() >= timing.batch_max;
+        let deadline = if blocked {
+            None
+        } else {
+            [creates.first, removes.first]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| t + timing.batch_delay)
+        };
+        tokio::select! {
+            biased;
+            permit = slots.clone().acquire_owned(), if blocked => {
+                let Ok(permit) = permit else { break };
+                if c_due {
+                    flush_creates(&member, permit, creates.take());
+                } else {
+                    flush_removes(&member, permit, removes.take());
+                }
+            }
+            op = rx.recv(), if !full => match op {
+                Some(Op::Create(r, tx)) => creates.add(r, tx),
+                Some(Op::Remove(k, tx)) => removes.add(k, tx),
+                None => break,
+            },
+            _ = sleep_until(deadline) => {}
         }
     }
     for (_, tx) in creates.waiters {
@@ -179,14 +201,11 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn flush_creates(
+fn flush_creates(
     member: &Arc<Member>,
-    slots: &Arc<Semaphore>,
+    permit: OwnedSemaphorePermit,
     batch: Batch<SessionRecord, Vec<Outcome>>,
 ) {
-    let Ok(permit) = slots.clone().acquire_owned().await else {
-        return;
-    };
     let member = member.clone();
     tokio::spawn(async move {
         let _permit = permit;
@@ -226,14 +245,11 @@ async fn flush_creates(
     });
 }
 
-async fn flush_removes(
+fn flush_removes(
     member: &Arc<Member>,
-    slots: &Arc<Semaphore>,
+    permit: OwnedSemaphorePermit,
     batch: Batch<SessionKey, Removed>,
 ) {
-    let Ok(permit) = slots.clone().acquire_owned().await else {
-        return;
-    };
     let member = member.clone();
     tokio::spawn(async move {
         let _permit = permit;
