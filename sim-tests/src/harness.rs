@@ -231,8 +231,10 @@ impl<'a> Harness<'a> {
             .map(|l| l.index)
     }
 
-    /// The worker owning the most committed sessions.
-    pub fn busiest_owner(&self) -> Option<usize> {
+    /// The worker owning the most committed sessions, leaving out the leader when
+    /// `followers_only` (its crash is a leader crash, a scenario of its own).
+    pub fn busiest(&self, followers_only: bool) -> Option<usize> {
+        let leader = if followers_only { self.leader() } else { None };
         let live = self.live();
         let newest = live.iter().max_by_key(|l| {
             l.worker
@@ -244,6 +246,7 @@ impl<'a> Harness<'a> {
         })?;
         let state = newest.worker.member.state();
         live.iter()
+            .filter(|l| Some(l.index) != leader)
             .max_by_key(|l| {
                 (
                     state.sessions_owned_by(l.worker.member.id),
@@ -251,6 +254,11 @@ impl<'a> Harness<'a> {
                 )
             })
             .map(|l| l.index)
+    }
+
+    /// The worker owning the most committed sessions.
+    pub fn busiest_owner(&self) -> Option<usize> {
+        self.busiest(false)
     }
 
     /// Whether every bucket is owned, by `n` healthy members each holding its fair
