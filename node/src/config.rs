@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mfplane_core::BucketBits;
+use mfplane_dataplane::engine::Ipv4Prefix;
 use mfplane_raft_store::MacAddr;
 use serde::Deserialize;
 
@@ -94,6 +95,23 @@ pub struct Args {
     #[arg(long, env = "MFPLANE_RPC_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub rpc_timeout: Option<Duration>,
+    /// Data-plane interface whose steered frames this member translates (`AF_PACKET`).
+    /// Without it the member runs the control plane only.
+    #[arg(long, env = "MFPLANE_DATA_IFACE")]
+    pub data_iface: Option<String>,
+    /// MAC of the next hop that every translated frame is sent to (the router on the
+    /// data network); required with `--data-iface`.
+    #[arg(long, env = "MFPLANE_NEXT_HOP_MAC")]
+    pub next_hop_mac: Option<String>,
+    /// Inside prefixes that may open sessions, e.g. 10.0.0.0/8 (repeatable; default:
+    /// RFC 1918 and RFC 6598 space).
+    #[arg(
+        long = "inside-prefix",
+        env = "MFPLANE_INSIDE_PREFIXES",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub inside_prefixes: Vec<String>,
     /// Let the controller promote caught-up learners to voters on its own.
     #[arg(long, env = "MFPLANE_AUTO_PROMOTE")]
     #[serde(default)]
@@ -123,9 +141,20 @@ pub struct NodeConfig {
     pub timing: Timing,
     pub auto_promote: bool,
     pub debug_synthetic_load: bool,
+    /// The packet data path, when `--data-iface` is given.
+    pub datapath: Option<DatapathSettings>,
     /// Seeds openraft's RNG (election jitter); the daemon uses an OS-random seed, the
     /// simulation a fixed one.
     pub seed: u64,
+}
+
+/// Where the data path reads and sends frames, and what it translates.
+#[derive(Debug, Clone)]
+pub struct DatapathSettings {
+    pub iface: String,
+    pub next_hop_mac: MacAddr,
+    /// `None`: the engine's default inside space.
+    pub inside_prefixes: Option<Vec<Ipv4Prefix>>,
 }
 
 /// The time knobs, kept together because they constrain each other (see
@@ -237,6 +266,13 @@ impl Args {
             batch_delay: self.batch_delay.or(file.batch_delay),
             heartbeat: self.heartbeat.or(file.heartbeat),
             rpc_timeout: self.rpc_timeout.or(file.rpc_timeout),
+            data_iface: self.data_iface.or(file.data_iface),
+            next_hop_mac: self.next_hop_mac.or(file.next_hop_mac),
+            inside_prefixes: if self.inside_prefixes.is_empty() {
+                file.inside_prefixes
+            } else {
+                self.inside_prefixes
+            },
             auto_promote: self.auto_promote || file.auto_promote,
             debug_synthetic_load: self.debug_synthetic_load || file.debug_synthetic_load,
         })
@@ -344,6 +380,8 @@ impl Args {
             rpc_timeout: self.rpc_timeout.unwrap_or(d.rpc_timeout),
         };
         timing.validate()?;
+        let datapath =
+            validate_datapath(self.data_iface, self.next_hop_mac, &self.inside_prefixes)?;
         Ok(NodeConfig {
             name,
             data_dir,
@@ -359,9 +397,60 @@ impl Args {
             timing,
             auto_promote: self.auto_promote,
             debug_synthetic_load: self.debug_synthetic_load,
+            datapath,
             seed,
         })
     }
+}
+
+fn validate_datapath(
+    iface: Option<String>,
+    next_hop_mac: Option<String>,
+    inside: &[String],
+) -> Result<Option<DatapathSettings>> {
+    let bad = |flag: &'static str, message: String| Error::Config { flag, message };
+    let Some(iface) = iface else {
+        if next_hop_mac.is_some() || !inside.is_empty() {
+            return Err(bad(
+                "--data-iface",
+                "missing: --next-hop-mac and --inside-prefix configure the data path, which needs an interface".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if iface.is_empty() || iface.len() > 15 || iface.contains('/') {
+        return Err(bad(
+            "--data-iface",
+            format!("{iface:?} is not an interface name"),
+        ));
+    }
+    let next_hop_mac = next_hop_mac
+        .ok_or_else(|| {
+            bad(
+                "--next-hop-mac",
+                "missing: the data path needs the MAC of the router translated frames go to".into(),
+            )
+        })?
+        .parse::<MacAddr>()
+        .map_err(|e| bad("--next-hop-mac", e.to_string()))?;
+    let inside_prefixes = if inside.is_empty() {
+        None
+    } else {
+        Some(
+            inside
+                .iter()
+                .map(|p| {
+                    p.parse::<Ipv4Prefix>()
+                        .map_err(|e| bad("--inside-prefix", e.to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )
+    };
+    Ok(Some(DatapathSettings {
+        iface,
+        next_hop_mac,
+        inside_prefixes,
+    }))
 }
 
 fn read_file(path: &Path) -> Result<Args> {

@@ -75,6 +75,9 @@ pub enum Cmd {
     Promote { node: u64 },
     /// Hand leadership to a voter.
     TransferLeader { node: u64 },
+    /// The netns lab: a real cluster in network namespaces (needs root).
+    #[command(subcommand)]
+    Lab(crate::lab::cli::LabCommand),
 }
 
 /// Runs `cli` and returns what to print.
@@ -82,6 +85,15 @@ pub enum Cmd {
 /// # Errors
 /// [`Error::Peer`] when no member answers, or the refusal of the member that did.
 pub async fn run(cli: &Cli) -> Result<String> {
+    if let Cmd::Lab(cmd) = &cli.cmd {
+        // The lab prints its own progress and report as it goes.
+        return match crate::lab::cli::run(cmd).await? {
+            true => Ok(String::new()),
+            false => Err(Error::FailedPrecondition(
+                "the drill failed: see the report above".into(),
+            )),
+        };
+    }
     let channel = connect(&cli.server, cli.timeout).await?;
     let mut admin = AdminClient::new(channel.clone());
     let call = |s: tonic::Status| Error::Peer {
@@ -122,6 +134,7 @@ pub async fn run(cli: &Cli) -> Result<String> {
                 .map_err(call)?
                 .into_inner(),
         ),
+        Cmd::Lab(_) => Ok(String::new()),
         Cmd::TransferLeader { node } => change(
             cli.output,
             admin

@@ -54,6 +54,12 @@ pub enum Error {
     Codec(#[from] postcard::Error),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The netns lab failed to build, run or clean up.
+    #[error("lab: {0}")]
+    Lab(#[from] crate::lab::LabError),
+    /// The data path's packet I/O failed.
+    #[error("data path: {0}")]
+    PacketIo(#[from] mfplane_dataplane::io::IoError),
 }
 
 impl Error {
@@ -75,6 +81,8 @@ impl Error {
             Error::ShuttingDown => "shutting_down",
             Error::Codec(_) => "codec",
             Error::Io(_) => "io",
+            Error::Lab(_) => "lab",
+            Error::PacketIo(_) => "packet_io",
         }
     }
 }

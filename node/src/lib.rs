@@ -26,15 +26,20 @@
 //! - [`synthetic`]: synthetic session load through the real proposer (tests, bench).
 //! - [`metrics`]: Prometheus series. [`http`]: health, readiness, metrics endpoints.
 //! - [`ctl`]: the `mfpctl` command-line client.
+//! - [`datapath`]: the worker's packet path: the NAT engine kept in step with the
+//!   replicated state (`NatWorker`), fed by `AF_PACKET` in the daemon.
+//! - [`lab`]: the netns lab (`mfpctl lab up | drill | down`).
 //! - [`local_cluster`]: real member processes on loopback (tests, benchmark, demo).
 
 pub mod admin_ops;
 pub mod config;
 pub mod controller;
 pub mod ctl;
+pub mod datapath;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod lab;
 pub mod lease;
 pub mod local_cluster;
 pub mod member;

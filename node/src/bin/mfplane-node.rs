@@ -44,6 +44,7 @@ async fn run() -> anyhow::Result<()> {
         }
     };
     let http = config.http_listen;
+    let datapath = config.datapath.clone();
     tracing::info!(name = %config.name, listen = %config.listen, advertise = %config.advertise, "starting");
     let node = Node::start(config, transport, storage).await?;
     if let Some(addr) = http {
@@ -51,8 +52,29 @@ async fn run() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("--http-listen {addr}: cannot bind"))?;
     }
-    wait_for_signal().await?;
-    tracing::info!("signal received: shutting down");
+    // The data path runs beside the control plane; if its socket fails the member
+    // stops, rather than stay in the cluster owning buckets it cannot translate.
+    let datapath = async {
+        match datapath {
+            Some(settings) => {
+                let iface = settings.iface.clone();
+                mfplane_node::datapath::serve(node.core.clone(), settings)
+                    .await
+                    .with_context(|| format!("--data-iface {iface}"))
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        signal = wait_for_signal() => {
+            signal?;
+            tracing::info!("signal received: shutting down");
+        }
+        failed = datapath => {
+            node.shutdown().await;
+            return failed;
+        }
+    }
     node.shutdown().await;
     Ok(())
 }

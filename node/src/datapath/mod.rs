@@ -12,4 +12,4 @@ pub mod nat_worker;
 pub mod packet_loop;
 
 pub use nat_worker::{NatWorker, WorkerOptions};
-pub use packet_loop::{DatapathConfig, run};
+pub use packet_loop::{DatapathConfig, run, serve};

@@ -186,11 +186,9 @@ impl NatWorker {
 }
 
 fn engine_config(state: &ClusterState, opts: &WorkerOptions) -> Result<EngineConfig> {
-    let cluster = state
-        .config()
-        .ok_or_else(|| {
-            Error::FailedPrecondition("the cluster has no configuration yet (not bootstrapped)".into())
-        })?;
+    let cluster = state.config().ok_or_else(|| {
+        Error::FailedPrecondition("the cluster has no configuration yet (not bootstrapped)".into())
+    })?;
     let mut cfg = EngineConfig::new(cluster.external_ips.clone());
     cfg.bucket_bits = cluster.bucket_bits;
     if let Some(p) = &opts.inside_prefixes {

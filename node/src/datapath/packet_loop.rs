@@ -50,6 +50,39 @@ fn now() -> Timestamp {
     )
 }
 
+/// Runs the daemon's data path on `settings.iface` once the member runs and the
+/// cluster is configured, until the node shuts down.
+///
+/// # Errors
+/// The packet socket cannot be opened or fails, or the cluster configuration does not
+/// suit the engine.
+pub async fn serve(
+    core: Arc<crate::node::Core>,
+    settings: crate::config::DatapathSettings,
+) -> Result<()> {
+    let member = core.wait_member().await;
+    let proposer = loop {
+        if let Some(p) = core.proposer() {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    while member.state().config().is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let io = mfplane_dataplane::io::AfPacket::open(&settings.iface)?;
+    let cfg = DatapathConfig {
+        own_mac: member.config.data_mac,
+        own_ip: member.config.data_ip,
+        next_hop_mac: settings.next_hop_mac,
+        worker: WorkerOptions {
+            inside_prefixes: settings.inside_prefixes,
+        },
+        expiry_interval: Duration::from_secs(1),
+    };
+    run(member, proposer, io, cfg, core.shutdown_signal()).await
+}
+
 /// Runs the data path until `shutdown` turns true.
 ///
 /// # Errors
@@ -67,8 +100,8 @@ pub async fn run<I: PacketIo>(
     let mut buf = vec![0u8; MAX_FRAME];
     let mut expiry = tokio::time::interval(cfg.expiry_interval);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let own_mac = cfg.own_mac.octets();
-    let next_hop = cfg.next_hop_mac.octets();
+    let own_mac = cfg.own_mac.0;
+    let next_hop = cfg.next_hop_mac.0;
     let own_ip = cfg.own_ip.octets();
     tracing::info!(node = %member.id, "data path running");
 
@@ -100,7 +133,7 @@ pub async fn run<I: PacketIo>(
                         metrics::counter!("mfplane_datapath_frames_dropped_total", "reason" => "too_large").increment(1);
                         continue;
                     }
-                    Err(e) => return Err(Error::Io(std::io::Error::other(e))),
+                    Err(e) => return Err(Error::PacketIo(e)),
                 };
                 let frame = &mut buf[..n];
                 if !is_nat_traffic(frame, &own_mac, &own_ip) {
@@ -159,7 +192,8 @@ fn propose(
                     .map(|(k, _)| *k)
                     .collect();
                 if !bad.is_empty() {
-                    metrics::counter!("mfplane_datapath_sessions_refused_total").increment(bad.len() as u64);
+                    metrics::counter!("mfplane_datapath_sessions_refused_total")
+                        .increment(bad.len() as u64);
                     let _ = refused.send(bad);
                 }
             }
@@ -188,7 +222,10 @@ mod tests {
         f[ETH_HEADER + 16..ETH_HEADER + 20].copy_from_slice(&[198, 51, 100, 10]);
         assert!(is_nat_traffic(&f, &mac, &ip));
         f[ETH_HEADER + 16..ETH_HEADER + 20].copy_from_slice(&ip);
-        assert!(!is_nat_traffic(&f, &mac, &ip), "to our own IP: the kernel's");
+        assert!(
+            !is_nat_traffic(&f, &mac, &ip),
+            "to our own IP: the kernel's"
+        );
         f[0] = 0xff;
         assert!(!is_nat_traffic(&f, &mac, &ip), "another MAC");
         assert!(!is_nat_traffic(&f[..20], &mac, &ip), "runt");

@@ -44,7 +44,11 @@ pub fn status(e: Error) -> Status {
         | Error::NotMember
         | Error::Starting(_)
         | Error::Peer { .. } => Status::unavailable(message),
-        Error::DataDir { .. } | Error::Raft(_) | Error::Io(_) => Status::internal(message),
+        Error::DataDir { .. }
+        | Error::Raft(_)
+        | Error::Io(_)
+        | Error::Lab(_)
+        | Error::PacketIo(_) => Status::internal(message),
     }
 }
 

@@ -92,10 +92,19 @@ impl DrillArgs {
 }
 
 fn spec(args: &UpArgs) -> Result<LabSpec> {
-    if args.prefix.is_empty() || args.prefix.len() > 12 || !args.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    if args.prefix.is_empty()
+        || args.prefix.len() > 12
+        || !args
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
         return Err(LabError::Command {
             command: "mfpctl lab".into(),
-            detail: format!("--prefix {:?}: use 1 to 12 letters, digits or '-'", args.prefix),
+            detail: format!(
+                "--prefix {:?}: use 1 to 12 letters, digits or '-'",
+                args.prefix
+            ),
         });
     }
     let mut spec = LabSpec::new(&args.prefix, args.workers);
@@ -105,7 +114,7 @@ fn spec(args: &UpArgs) -> Result<LabSpec> {
 
 /// Runs a lab subcommand; returns whether it succeeded (a drill that lost a
 /// connection did not).
-pub async fn run(cmd: LabCommand) -> Result<bool> {
+pub async fn run(cmd: &LabCommand) -> Result<bool> {
     super::netns::require_root()?;
     match cmd {
         LabCommand::Down(a) => {
@@ -114,9 +123,11 @@ pub async fn run(cmd: LabCommand) -> Result<bool> {
             Ok(true)
         }
         LabCommand::Up(a) => {
-            let lab = Lab::up(spec(&a)?)?;
+            let lab = Lab::up(spec(a)?)?;
             let outcome = async {
-                let status = lab.wait_converged(usize::from(a.workers), Duration::from_secs(60)).await?;
+                let status = lab
+                    .wait_converged(usize::from(a.workers), Duration::from_secs(60))
+                    .await?;
                 println!(
                     "lab up: {} workers, leader {}, epoch {}; logs in {}",
                     status.members.len(),
@@ -124,7 +135,10 @@ pub async fn run(cmd: LabCommand) -> Result<bool> {
                     status.epoch,
                     lab.spec.state_dir.display()
                 );
-                println!("try: ip netns exec {}client bash    (Ctrl-C here removes the lab)", a.prefix);
+                println!(
+                    "try: ip netns exec {}client bash    (Ctrl-C here removes the lab)",
+                    a.prefix
+                );
                 let _ = tokio::signal::ctrl_c().await;
                 Ok::<_, LabError>(true)
             }

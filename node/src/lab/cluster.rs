@@ -65,7 +65,10 @@ impl LabSpec {
 /// Finds a binary of the workspace: `$MFPLANE_<NAME>_BIN` if set, else next to the
 /// running executable (or one level up, for test executables in `target/*/deps`).
 pub fn sibling_binary(name: &str) -> PathBuf {
-    let var = format!("MFPLANE_{}_BIN", name.trim_start_matches("mfplane-").to_uppercase());
+    let var = format!(
+        "MFPLANE_{}_BIN",
+        name.trim_start_matches("mfplane-").to_uppercase()
+    );
     if let Some(p) = std::env::var_os(&var) {
         return PathBuf::from(p);
     }
@@ -117,7 +120,11 @@ impl Lab {
         let built = (|| {
             let topo = Topology::build(&spec.prefix, spec.workers)?;
             let procs = Supervisor::new(&spec.state_dir)?;
-            let mut lab = Lab { spec: spec.clone(), topo, procs };
+            let mut lab = Lab {
+                spec: spec.clone(),
+                topo,
+                procs,
+            };
             let workers = lab.topo.workers.clone();
             for w in &workers {
                 lab.start_worker(w)?;
@@ -160,6 +167,11 @@ impl Lab {
             format!("--data-mac={}", w.mac),
             format!("--data-iface={}", topology::HOST_DEV),
             format!("--next-hop-mac={}", self.topo.router_fabric_mac),
+            format!(
+                "--inside-prefix={}/{}",
+                topology::INSIDE_PREFIX.0,
+                topology::INSIDE_PREFIX.1
+            ),
             format!("--lease={}ms", self.spec.lease.as_millis()),
             format!("--lease-margin={}ms", (self.spec.lease / 4).as_millis()),
             format!("--heartbeat={}ms", self.spec.heartbeat.as_millis()),
@@ -169,7 +181,10 @@ impl Lab {
         if first && !data_dir.exists() {
             args.push("--init".into());
             args.push("--bucket-bits=8".into());
-            let ips: Vec<String> = topology::EXTERNAL_IPS.iter().map(Ipv4Addr::to_string).collect();
+            let ips: Vec<String> = topology::EXTERNAL_IPS
+                .iter()
+                .map(Ipv4Addr::to_string)
+                .collect();
             args.push(format!("--external-ip={}", ips.join(",")));
         } else {
             let others: Vec<String> = self
@@ -181,8 +196,12 @@ impl Lab {
                 .collect();
             args.push(format!("--join={}", others.join(",")));
         }
-        self.procs
-            .spawn(&Lab::process_name(w.index), &w.ns, &self.spec.node_bin, &args)?;
+        self.procs.spawn(
+            &Lab::process_name(w.index),
+            &w.ns,
+            &self.spec.node_bin,
+            &args,
+        )?;
         Ok(())
     }
 
@@ -196,7 +215,11 @@ impl Lab {
             .collect();
         let (net, len) = topology::INSIDE_PREFIX;
         let args = vec![
-            format!("--attach={},{}", topology::LB_INSIDE_DEV, topology::LB_OUTSIDE_DEV),
+            format!(
+                "--attach={},{}",
+                topology::LB_INSIDE_DEV,
+                topology::LB_OUTSIDE_DEV
+            ),
             format!("--fabric={}", topology::LB_FABRIC_DEV),
             format!("--inside-prefix={net}/{len}"),
             "--mode=l2".to_string(),
@@ -280,7 +303,11 @@ impl Lab {
     /// its daemon and removes its namespace (scale-in, as the operator does it).
     pub async fn remove_worker(&mut self, index: u8) -> Result<()> {
         let status = self.status().await?;
-        let Some(member) = status.members.iter().find(|m| m.name == format!("w{index}")) else {
+        let Some(member) = status
+            .members
+            .iter()
+            .find(|m| m.name == format!("w{index}"))
+        else {
             return Err(LabError::Command {
                 command: format!("remove w{index}"),
                 detail: "no such member".into(),

@@ -105,9 +105,16 @@ impl fmt::Display for DrillReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "drill: {}", self.fault)?;
         if let Some((name, owned)) = &self.target {
-            writeln!(f, "  target worker:          {name} (owned {owned} connections)")?;
+            writeln!(
+                f,
+                "  target worker:          {name} (owned {owned} connections)"
+            )?;
         }
-        writeln!(f, "  connections survived:   {} / {}", self.survived, self.total)?;
+        writeln!(
+            f,
+            "  connections survived:   {} / {}",
+            self.survived, self.total
+        )?;
         writeln!(
             f,
             "  longest stall (ms):     p50 {}  p99 {}  max {}",
@@ -127,14 +134,24 @@ impl fmt::Display for DrillReport {
         if self.failures.len() > 20 {
             writeln!(f, "  ! ... and {} more", self.failures.len() - 20)?;
         }
-        write!(f, "  result:                 {}", if self.passed() { "PASS" } else { "FAIL" })
+        write!(
+            f,
+            "  result:                 {}",
+            if self.passed() { "PASS" } else { "FAIL" }
+        )
     }
 }
 
 /// Runs a drill on a lab that is up. `progress` receives a line about once a second.
-pub async fn run(lab: &mut Lab, opts: &DrillOptions, mut progress: impl FnMut(&str)) -> Result<DrillReport> {
+pub async fn run(
+    lab: &mut Lab,
+    opts: &DrillOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<DrillReport> {
     let workers = lab.topo.workers.len();
-    progress(&format!("waiting for {workers} voters with every bucket owned"));
+    progress(&format!(
+        "waiting for {workers} voters with every bucket owned"
+    ));
     lab.wait_converged(workers, Duration::from_secs(60)).await?;
 
     let listener = lab.topo.server.enter(|| {
@@ -149,9 +166,17 @@ pub async fn run(lab: &mut Lab, opts: &DrillOptions, mut progress: impl FnMut(&s
     let server_table = ServerTable::default();
     let client_table = ClientTable::default();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(traffic::serve(listener, server_table.clone(), opts.pace, stop_rx.clone()));
+    let server = tokio::spawn(traffic::serve(
+        listener,
+        server_table.clone(),
+        opts.pace,
+        stop_rx.clone(),
+    ));
 
-    progress(&format!("opening {} connections through the NAT", opts.connections));
+    progress(&format!(
+        "opening {} connections through the NAT",
+        opts.connections
+    ));
     let mut clients = Vec::new();
     for id in 0..opts.connections {
         let stream = connect_through_nat(lab, Duration::from_secs(15)).await?;
@@ -168,7 +193,14 @@ pub async fn run(lab: &mut Lab, opts: &DrillOptions, mut progress: impl FnMut(&s
         )));
     }
 
-    tick_for(opts.warmup, &client_table, &server_table, &mut progress, "warm-up").await;
+    tick_for(
+        opts.warmup,
+        &client_table,
+        &server_table,
+        &mut progress,
+        "warm-up",
+    )
+    .await;
     let before = mappings(lab, &client_table).await;
 
     // The fault.
@@ -176,7 +208,14 @@ pub async fn run(lab: &mut Lab, opts: &DrillOptions, mut progress: impl FnMut(&s
     traffic::reset_stalls(&server_table, |c| &mut c.stats);
     let target = inject(lab, opts.fault, &before, &mut progress).await?;
 
-    tick_for(opts.after, &client_table, &server_table, &mut progress, "after fault").await;
+    tick_for(
+        opts.after,
+        &client_table,
+        &server_table,
+        &mut progress,
+        "after fault",
+    )
+    .await;
     let after = mappings(lab, &client_table).await;
 
     // Stop: writers close, readers drain what is in flight.
@@ -188,7 +227,14 @@ pub async fn run(lab: &mut Lab, opts: &DrillOptions, mut progress: impl FnMut(&s
     let _ = tokio::time::timeout_at(drain_deadline, server).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    Ok(report(opts, target, &client_table, &server_table, &before, &after))
+    Ok(report(
+        opts,
+        target,
+        &client_table,
+        &server_table,
+        &before,
+        &after,
+    ))
 }
 
 /// Opens one connection from the client namespace to the server, retrying while the
@@ -282,7 +328,9 @@ async fn mappings(lab: &Lab, clients: &ClientTable) -> BTreeMap<u32, Mapping> {
         .collect();
     let mut out = BTreeMap::new();
     for w in lab.topo.workers.iter().map(|w| w.index) {
-        let Ok(mut sessions) = lab.sessions(w) else { continue };
+        let Ok(mut sessions) = lab.sessions(w) else {
+            continue;
+        };
         for (id, local) in &locals {
             if out.contains_key(id) {
                 continue;
@@ -294,16 +342,16 @@ async fn mappings(lab: &Lab, clients: &ClientTable) -> BTreeMap<u32, Mapping> {
                     port: u32::from(local.port()),
                 })),
             };
-            if let Ok(s) = with_timeout(sessions.lookup(req)).await {
-                if let (Ok(ip), Ok(port)) = (s.external_ip.parse(), u16::try_from(s.external_port)) {
-                    out.insert(
-                        *id,
-                        Mapping {
-                            external: SocketAddr::V4(SocketAddrV4::new(ip, port)),
-                            owner: s.owner,
-                        },
-                    );
-                }
+            if let Ok(s) = with_timeout(sessions.lookup(req)).await
+                && let (Ok(ip), Ok(port)) = (s.external_ip.parse(), u16::try_from(s.external_port))
+            {
+                out.insert(
+                    *id,
+                    Mapping {
+                        external: SocketAddr::V4(SocketAddrV4::new(ip, port)),
+                        owner: s.owner,
+                    },
+                );
             }
         }
         if out.len() == locals.len() {
@@ -333,7 +381,8 @@ async fn inject(
                 .map(|(id, n)| (*id, *n))
                 .ok_or_else(|| LabError::Command {
                     command: "drill".into(),
-                    detail: "no connection has a committed session: the NAT did not replicate them".into(),
+                    detail: "no connection has a committed session: the NAT did not replicate them"
+                        .into(),
                 })?;
             let name = status
                 .members
@@ -341,17 +390,25 @@ async fn inject(
                 .find(|m| m.node_id == node)
                 .map(|m| m.name.clone())
                 .unwrap_or_default();
-            let index: u8 = name.trim_start_matches('w').parse().map_err(|_| LabError::Command {
-                command: "drill".into(),
-                detail: format!("owner {node} ({name:?}) is not a lab worker"),
-            })?;
-            progress(&format!("crashing {name} (node {node}, owns {count} connections): SIGKILL + link down"));
+            let index: u8 =
+                name.trim_start_matches('w')
+                    .parse()
+                    .map_err(|_| LabError::Command {
+                        command: "drill".into(),
+                        detail: format!("owner {node} ({name:?}) is not a lab worker"),
+                    })?;
+            progress(&format!(
+                "crashing {name} (node {node}, owns {count} connections): SIGKILL + link down"
+            ));
             lab.crash_worker(index)?;
             Ok(Some((name, count)))
         }
         Fault::ScaleOut => {
             let w = lab.add_worker()?;
-            progress(&format!("scaling out: started w{} and waiting for it to take buckets", w.index));
+            progress(&format!(
+                "scaling out: started w{} and waiting for it to take buckets",
+                w.index
+            ));
             let n = lab.topo.workers.len();
             lab.wait_converged(n, Duration::from_secs(30)).await?;
             Ok(Some((format!("w{}", w.index), 0)))
@@ -360,9 +417,15 @@ async fn inject(
             let index = lab.topo.workers.iter().map(|w| w.index).max().unwrap_or(1);
             let name = format!("w{index}");
             let status = lab.status().await?;
-            let node = status.members.iter().find(|m| m.name == name).map(|m| m.node_id);
+            let node = status
+                .members
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.node_id);
             let count = before.values().filter(|m| Some(m.owner) == node).count() as u32;
-            progress(&format!("scaling in: draining and removing {name} (owns {count} connections)"));
+            progress(&format!(
+                "scaling in: draining and removing {name} (owns {count} connections)"
+            ));
             lab.remove_worker(index).await?;
             Ok(Some((name, count)))
         }
@@ -421,7 +484,9 @@ fn report(
                 ));
             }
         } else {
-            failures.push(format!("connection {id}: no committed session found before and after"));
+            failures.push(format!(
+                "connection {id}: no committed session found before and after"
+            ));
         }
     }
     stalls.sort();

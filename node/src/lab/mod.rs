@@ -25,7 +25,9 @@ pub mod traffic;
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// The lab creates namespaces and attaches XDP programs.
-    #[error("the lab needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF): run it as root or with sudo")]
+    #[error(
+        "the lab needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF): run it as root or with sudo"
+    )]
     NotRoot,
     /// A command the lab ran failed.
     #[error("`{command}` failed: {detail}")]
@@ -39,7 +41,10 @@ pub enum LabError {
     },
     /// The cluster did not reach the expected state in time.
     #[error("timed out after {after:?} waiting for {what}")]
-    Timeout { what: String, after: std::time::Duration },
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
 }
 
 /// Lab results.

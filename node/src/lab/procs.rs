@@ -45,7 +45,13 @@ impl Supervisor {
 
     /// Starts `program args` inside `ns` as process `name`, appending its output to
     /// `<dir>/<name>.log`.
-    pub fn spawn(&mut self, name: &str, ns: &Netns, program: &Path, args: &[String]) -> Result<u32> {
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        ns: &Netns,
+        program: &Path,
+        args: &[String],
+    ) -> Result<u32> {
         let log_path = self.log_path(name);
         let log = File::options()
             .create(true)

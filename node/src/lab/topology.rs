@@ -36,7 +36,8 @@ pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 /// The router's address on the outside network (the server's gateway).
 pub const ROUTER_OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// The NAT's external addresses.
-pub const EXTERNAL_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(203, 0, 113, 2)];
+pub const EXTERNAL_IPS: [Ipv4Addr; 2] =
+    [Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(203, 0, 113, 2)];
 
 /// Interface names inside the router namespace.
 pub const LB_INSIDE_DEV: &str = "inside";
@@ -103,12 +104,42 @@ impl Topology {
         fabric.ip(&["link", "set", "lb", "master", "br0"])?;
 
         client.ip(&["addr", "add", &cidr(CLIENT_IP, 25), "dev", HOST_DEV])?;
-        client.ip(&["route", "add", "default", "via", &ROUTER_INSIDE_IP.to_string()])?;
+        client.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &ROUTER_INSIDE_IP.to_string(),
+        ])?;
         server.ip(&["addr", "add", &cidr(SERVER_IP, 24), "dev", HOST_DEV])?;
-        server.ip(&["route", "add", "default", "via", &ROUTER_OUTSIDE_IP.to_string()])?;
-        router.ip(&["addr", "add", &cidr(ROUTER_INSIDE_IP, 25), "dev", LB_INSIDE_DEV])?;
-        router.ip(&["addr", "add", &cidr(ROUTER_OUTSIDE_IP, 24), "dev", LB_OUTSIDE_DEV])?;
-        router.ip(&["addr", "add", &cidr(ROUTER_FABRIC_IP, 25), "dev", LB_FABRIC_DEV])?;
+        server.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &ROUTER_OUTSIDE_IP.to_string(),
+        ])?;
+        router.ip(&[
+            "addr",
+            "add",
+            &cidr(ROUTER_INSIDE_IP, 25),
+            "dev",
+            LB_INSIDE_DEV,
+        ])?;
+        router.ip(&[
+            "addr",
+            "add",
+            &cidr(ROUTER_OUTSIDE_IP, 24),
+            "dev",
+            LB_OUTSIDE_DEV,
+        ])?;
+        router.ip(&[
+            "addr",
+            "add",
+            &cidr(ROUTER_FABRIC_IP, 25),
+            "dev",
+            LB_FABRIC_DEV,
+        ])?;
 
         // Sockets in the client and server hand partial checksums to the veth; an XDP
         // redirect loses that metadata, so the lab's senders compute full checksums.
@@ -144,7 +175,13 @@ impl Topology {
         self.fabric.ip(&["link", "set", &port, "master", "br0"])?;
         let ip = worker_ip(index);
         ns.ip(&["addr", "add", &cidr(ip, 25), "dev", HOST_DEV])?;
-        ns.ip(&["route", "add", "default", "via", &ROUTER_FABRIC_IP.to_string()])?;
+        ns.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &ROUTER_FABRIC_IP.to_string(),
+        ])?;
         // Steered packets are addressed to other hosts; the worker's NAT takes them,
         // the kernel must not forward them around it.
         ns.sysctl("net.ipv4.ip_forward", "0")?;
@@ -184,7 +221,17 @@ pub fn teardown(prefix: &str) -> Result<usize> {
 /// A veth pair from `a`/`a_dev` to `b`/`b_dev`, both ends up.
 fn link_pair(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) -> Result<()> {
     netns::ip(&[
-        "link", "add", a_dev, "netns", a.name(), "type", "veth", "peer", "name", b_dev, "netns",
+        "link",
+        "add",
+        a_dev,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_dev,
+        "netns",
         b.name(),
     ])?;
     a.ip(&["link", "set", a_dev, "up"])?;

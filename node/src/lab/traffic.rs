@@ -119,7 +119,12 @@ impl Default for Pace {
 
 /// Serves lab connections on `listener` until `stop` turns true; each connection
 /// verifies the client's stream and sends its own until the client closes.
-pub async fn serve(listener: TcpListener, table: ServerTable, pace: Pace, stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    table: ServerTable,
+    pace: Pace,
+    stop: watch::Receiver<bool>,
+) {
     let mut stop_accept = stop.clone();
     loop {
         tokio::select! {
@@ -144,13 +149,14 @@ async fn serve_one(
 ) {
     let _ = stream.set_nodelay(true);
     let mut hello = [0u8; HELLO_LEN];
-    let hello = match tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut hello)).await {
-        Ok(Ok(_)) => match Hello::decode(&hello) {
-            Some(h) => h,
-            None => return,
-        },
-        _ => return,
-    };
+    let hello =
+        match tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut hello)).await {
+            Ok(Ok(_)) => match Hello::decode(&hello) {
+                Some(h) => h,
+                None => return,
+            },
+            _ => return,
+        };
     table.lock().unwrap_or_else(|p| p.into_inner()).insert(
         hello.conn_id,
         ServerConn {
@@ -161,7 +167,11 @@ async fn serve_one(
     let update = {
         let table = table.clone();
         move |f: &dyn Fn(&mut DirectionStats)| {
-            if let Some(c) = table.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&hello.conn_id) {
+            if let Some(c) = table
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&hello.conn_id)
+            {
                 f(&mut c.stats);
             }
         }
@@ -191,7 +201,11 @@ pub async fn run_client(
     let update = {
         let table = table.clone();
         move |f: &dyn Fn(&mut DirectionStats)| {
-            if let Some(c) = table.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&hello.conn_id) {
+            if let Some(c) = table
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&hello.conn_id)
+            {
                 f(&mut c.stats);
             }
         }
@@ -205,6 +219,10 @@ pub async fn run_client(
     exchange(stream, !hello.seed, hello.seed, pace, stop, &update).await;
 }
 
+/// Applies a change to the [`DirectionStats`] of one connection, wherever the caller
+/// keeps them (the client's or the server's table).
+type StatsUpdate<'a> = &'a (dyn Fn(&dyn Fn(&mut DirectionStats)) + Sync);
+
 /// Reads the peer's stream (`rx_seed`) and writes ours (`tx_seed`). The writer stops
 /// when `stop` turns true and shuts its side down; the reader runs until the peer does
 /// the same, so every byte sent is accounted for.
@@ -214,7 +232,7 @@ async fn exchange(
     tx_seed: u64,
     pace: Pace,
     mut stop: watch::Receiver<bool>,
-    update: &(dyn Fn(&dyn Fn(&mut DirectionStats)) + Sync),
+    update: StatsUpdate<'_>,
 ) {
     let (mut rd, mut wr) = stream.into_split();
     let writer = async {
@@ -255,8 +273,13 @@ async fn exchange(
                     let now = Instant::now();
                     let gap = now - last;
                     last = now;
-                    if let Some(bad) = (0..n).find(|&i| buf[i] != stream_byte(rx_seed, offset + i as u64)) {
-                        let msg = format!("byte {} differs from the expected sequence", offset + bad as u64);
+                    if let Some(bad) =
+                        (0..n).find(|&i| buf[i] != stream_byte(rx_seed, offset + i as u64))
+                    {
+                        let msg = format!(
+                            "byte {} differs from the expected sequence",
+                            offset + bad as u64
+                        );
                         update(&|s| first_error(s, &msg));
                         return;
                     }
@@ -287,7 +310,10 @@ fn first_error(s: &mut DirectionStats, msg: &str) {
 
 /// Resets the stall measurement of every connection (used right before a fault is
 /// injected, so warm-up gaps don't count).
-pub fn reset_stalls<T>(table: &Mutex<BTreeMap<u32, T>>, stats: impl Fn(&mut T) -> &mut DirectionStats) {
+pub fn reset_stalls<T>(
+    table: &Mutex<BTreeMap<u32, T>>,
+    stats: impl Fn(&mut T) -> &mut DirectionStats,
+) {
     for c in table.lock().unwrap_or_else(|p| p.into_inner()).values_mut() {
         stats(c).max_stall = Duration::ZERO;
     }
@@ -332,13 +358,25 @@ mod tests {
         let mut clients = Vec::new();
         for id in 0..2 {
             let stream = TcpStream::connect(addr).await.unwrap();
-            let hello = Hello { conn_id: id, seed: 100 + u64::from(id) };
-            clients.push(tokio::spawn(run_client(stream, hello, client_table.clone(), pace, stop_rx.clone())));
+            let hello = Hello {
+                conn_id: id,
+                seed: 100 + u64::from(id),
+            };
+            clients.push(tokio::spawn(run_client(
+                stream,
+                hello,
+                client_table.clone(),
+                pace,
+                stop_rx.clone(),
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop_tx.send(true).unwrap();
         for c in clients {
-            tokio::time::timeout(Duration::from_secs(5), c).await.unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(5), c)
+                .await
+                .unwrap()
+                .unwrap();
         }
         server.await.unwrap();
         // Give the server's connection tasks a moment to see the clients' FIN.
@@ -353,7 +391,10 @@ mod tests {
             assert!(cc.stats.sent > 0 && sc.stats.sent > 0);
             assert_eq!(sc.stats.verified, cc.stats.sent, "client->server bytes");
             assert_eq!(cc.stats.verified, sc.stats.sent, "server->client bytes");
-            assert_eq!(sc.peer, cc.local, "no NAT on loopback: the server sees the client");
+            assert_eq!(
+                sc.peer, cc.local,
+                "no NAT on loopback: the server sees the client"
+            );
         }
     }
 }
