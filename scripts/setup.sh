@@ -16,9 +16,8 @@ need_root() {
 
 # --- System packages ---------------------------------------------------------------
 # iproute2: namespaces, veth, bridges; ethtool: offload toggles on lab veths;
-# nftables: the masquerade baseline the lab benchmark compares against;
-# curl, jq: the lab script talks to the members' HTTP and JSON endpoints.
-APT_PACKAGES=(iproute2 ethtool nftables iputils-ping curl jq)
+# nftables: the masquerade baseline the lab benchmark compares against.
+APT_PACKAGES=(iproute2 ethtool nftables iputils-ping)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
