@@ -79,8 +79,12 @@ impl NatWorker {
     }
 
     /// Translates one IPv4 packet (or Ethernet frame, see [`Engine::process`]) in place.
+    ///
+    /// Ownership is not re-read here: that takes the state lock and reads the clock,
+    /// which the packet path must not do per frame. The caller refreshes it on applied
+    /// changes ([`Self::sync`]) and on a short timer ([`Self::refresh_ownership`]),
+    /// which bounds how long an expired lease goes unnoticed.
     pub fn process(&mut self, frame: &mut [u8], now: Timestamp) -> Verdict {
-        self.refresh_ownership();
         self.engine.process(frame, now)
     }
 
@@ -158,7 +162,7 @@ impl NatWorker {
 
     /// Points the engine's allocator at the buckets this member owns, if the table
     /// epoch or the lease changed since the last time.
-    fn refresh_ownership(&mut self) {
+    pub fn refresh_ownership(&mut self) {
         let valid = self.member.lease_valid();
         let state = self.member.state();
         let epoch = state.epoch();

@@ -24,6 +24,9 @@ use crate::proposer::{Outcome, SessionProposer};
 /// Largest frame the data path reads (jumbo frames plus a VLAN tag).
 const MAX_FRAME: usize = 9216 + 18;
 const ETH_HEADER: usize = 14;
+/// How often the data path re-checks its lease and the bucket table outside of
+/// applied changes; small against any lease (at least 6 heartbeats of 10 ms).
+const OWNERSHIP_CHECK: Duration = Duration::from_millis(10);
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 
 /// How the data path sends and what it translates.
@@ -98,6 +101,9 @@ pub async fn run<I: PacketIo>(
     let mut worker = NatWorker::new(member.clone(), &cfg.worker)?;
     let (refused_tx, mut refused_rx) = mpsc::unbounded_channel::<Vec<SessionKey>>();
     let mut buf = vec![0u8; MAX_FRAME];
+    // Leases lapse with time, not with events: re-check ownership this often.
+    let mut ownership = tokio::time::interval(OWNERSHIP_CHECK);
+    ownership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut expiry = tokio::time::interval(cfg.expiry_interval);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let own_mac = cfg.own_mac.0;
@@ -115,6 +121,7 @@ pub async fn run<I: PacketIo>(
                 }
             }
             _ = worker.wait_applied(now()) => worker.sync(now()),
+            _ = ownership.tick() => worker.refresh_ownership(),
             _ = expiry.tick() => {
                 let keys = worker.expired(now());
                 if !keys.is_empty() {
