@@ -11,10 +11,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use mfplane_core::BucketBits;
-use mfplane_dataplane::engine::Ipv4Prefix;
+use mfplane_dataplane::engine::config::{
+    MIN_ICMP_TIMEOUT, MIN_TCP_ESTABLISHED_TIMEOUT, MIN_TCP_TRANSITORY_TIMEOUT, MIN_UDP_TIMEOUT,
+};
+use mfplane_dataplane::engine::{Ipv4Prefix, Timeouts};
 use mfplane_raft_store::MacAddr;
 use serde::Deserialize;
 
+use crate::datapath::interface;
 use crate::error::{Error, Result};
 
 /// Flags of `mfplane-node`. Every flag also reads `MFPLANE_<FLAG>` from the environment
@@ -95,23 +99,52 @@ pub struct Args {
     #[arg(long, env = "MFPLANE_RPC_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub rpc_timeout: Option<Duration>,
-    /// Data-plane interface whose steered frames this member translates (`AF_PACKET`).
-    /// Without it the member runs the control plane only.
-    #[arg(long, env = "MFPLANE_DATA_IFACE")]
-    pub data_iface: Option<String>,
+    /// Data-plane interface (`AF_PACKET`): the member translates the frames steered to
+    /// it there, and reads its data IPv4 address and MAC from it when `--data-ip` and
+    /// `--data-mac` are not given. Without it the member runs the control plane only.
+    #[arg(
+        long = "data-interface",
+        alias = "data-iface",
+        env = "MFPLANE_DATA_INTERFACE"
+    )]
+    #[serde(alias = "data_iface")]
+    pub data_interface: Option<String>,
     /// MAC of the next hop that every translated frame is sent to (the router on the
-    /// data network); required with `--data-iface`.
+    /// data network). Default: the default gateway via `--data-interface`, resolved
+    /// when the data path starts.
     #[arg(long, env = "MFPLANE_NEXT_HOP_MAC")]
     pub next_hop_mac: Option<String>,
-    /// Inside prefixes that may open sessions, e.g. 10.0.0.0/8 (repeatable; default:
+    /// Inside networks that may open sessions, e.g. 10.0.0.0/8 (repeatable; default:
     /// RFC 1918 and RFC 6598 space).
     #[arg(
-        long = "inside-prefix",
-        env = "MFPLANE_INSIDE_PREFIXES",
+        long = "inside-source",
+        alias = "inside-prefix",
+        env = "MFPLANE_INSIDE_SOURCES",
         value_delimiter = ','
     )]
-    #[serde(default)]
-    pub inside_prefixes: Vec<String>,
+    #[serde(default, alias = "inside_prefixes")]
+    pub inside_sources: Vec<String>,
+    /// When the first packet of a new session leaves: `optimistic` (at once) or
+    /// `strict` (once its mapping has committed).
+    #[arg(long, env = "MFPLANE_COMMIT_MODE", value_enum)]
+    pub commit_mode: Option<CommitMode>,
+    /// UDP mapping idle timeout (RFC 4787 REQ-5: at least 2 min; default 5 min).
+    #[arg(long, env = "MFPLANE_UDP_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub udp_timeout: Option<Duration>,
+    /// Established TCP idle timeout (RFC 5382 REQ-5: at least 2h 4min, the default).
+    #[arg(long, env = "MFPLANE_TCP_ESTABLISHED_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub tcp_established_timeout: Option<Duration>,
+    /// Transitory TCP idle timeout: handshake and closing (RFC 5382: at least 4 min,
+    /// the default).
+    #[arg(long, env = "MFPLANE_TCP_TRANSITORY_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub tcp_transitory_timeout: Option<Duration>,
+    /// ICMP query idle timeout (RFC 5508: at least 60 s, the default).
+    #[arg(long, env = "MFPLANE_ICMP_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub icmp_timeout: Option<Duration>,
     /// Let the controller promote caught-up learners to voters on its own.
     #[arg(long, env = "MFPLANE_AUTO_PROMOTE")]
     #[serde(default)]
@@ -141,20 +174,39 @@ pub struct NodeConfig {
     pub timing: Timing,
     pub auto_promote: bool,
     pub debug_synthetic_load: bool,
-    /// The packet data path, when `--data-iface` is given.
+    /// The packet data path, when `--data-interface` is given.
     pub datapath: Option<DatapathSettings>,
     /// Seeds openraft's RNG (election jitter); the daemon uses an OS-random seed, the
     /// simulation a fixed one.
     pub seed: u64,
 }
 
-/// Where the data path reads and sends frames, and what it translates.
+/// Where the data path reads and sends frames, and how it translates.
 #[derive(Debug, Clone)]
 pub struct DatapathSettings {
     pub iface: String,
-    pub next_hop_mac: MacAddr,
+    /// `None`: the default gateway via `iface`, resolved when the data path starts.
+    pub next_hop_mac: Option<MacAddr>,
     /// `None`: the engine's default inside space.
     pub inside_prefixes: Option<Vec<Ipv4Prefix>>,
+    pub commit_mode: CommitMode,
+    /// Session idle timeouts, within the RFC minimums.
+    pub timeouts: Timeouts,
+}
+
+/// When the first packet of a new session is forwarded (DESIGN §2.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitMode {
+    /// At once; the mapping commits within a batch interval. Lowest latency; a mapping
+    /// the cluster refuses (rare: a bucket moved meanwhile) has been used by one or a
+    /// few packets.
+    #[default]
+    Optimistic,
+    /// Held until the mapping has committed, and dropped if it is refused: no packet
+    /// ever leaves with a mapping the cluster does not hold, at the cost of one commit
+    /// latency on each new session's first packets.
+    Strict,
 }
 
 /// The time knobs, kept together because they constrain each other (see
@@ -266,13 +318,20 @@ impl Args {
             batch_delay: self.batch_delay.or(file.batch_delay),
             heartbeat: self.heartbeat.or(file.heartbeat),
             rpc_timeout: self.rpc_timeout.or(file.rpc_timeout),
-            data_iface: self.data_iface.or(file.data_iface),
+            data_interface: self.data_interface.or(file.data_interface),
             next_hop_mac: self.next_hop_mac.or(file.next_hop_mac),
-            inside_prefixes: if self.inside_prefixes.is_empty() {
-                file.inside_prefixes
+            inside_sources: if self.inside_sources.is_empty() {
+                file.inside_sources
             } else {
-                self.inside_prefixes
+                self.inside_sources
             },
+            commit_mode: self.commit_mode.or(file.commit_mode),
+            udp_timeout: self.udp_timeout.or(file.udp_timeout),
+            tcp_established_timeout: self
+                .tcp_established_timeout
+                .or(file.tcp_established_timeout),
+            tcp_transitory_timeout: self.tcp_transitory_timeout.or(file.tcp_transitory_timeout),
+            icmp_timeout: self.icmp_timeout.or(file.icmp_timeout),
             auto_promote: self.auto_promote || file.auto_promote,
             debug_synthetic_load: self.debug_synthetic_load || file.debug_synthetic_load,
         })
@@ -284,6 +343,8 @@ impl Args {
     /// [`Error::Config`] naming the first flag that is missing or wrong.
     pub fn validate(self, seed: u64) -> Result<NodeConfig> {
         let bad = |flag: &'static str, message: String| Error::Config { flag, message };
+        // Checked here, while `self` is whole; reported in flag order below.
+        let datapath = validate_datapath(&self);
         let name = self
             .name
             .ok_or_else(|| bad("--name", "missing: every member needs a unique name".into()))?;
@@ -346,6 +407,7 @@ impl Args {
                 "missing: a new cluster (--init) needs at least one external IP".into(),
             ));
         }
+        let datapath = datapath?;
         let mut external_ips = self.external_ips;
         let before = external_ips.len();
         external_ips.sort();
@@ -353,22 +415,33 @@ impl Args {
         if external_ips.len() != before {
             return Err(bad("--external-ip", "lists the same address twice".into()));
         }
-        let data_ip = self.data_ip.ok_or_else(|| {
-            bad(
-                "--data-ip",
-                "missing: give the IPv4 address of the data-plane interface".into(),
-            )
-        })?;
-        let data_mac = match self.data_mac {
-            None => {
-                return Err(bad(
-                    "--data-mac",
-                    "missing: give the MAC of the data-plane interface (aa:bb:cc:dd:ee:ff)".into(),
-                ));
-            }
-            Some(m) => m
+        // The data interface supplies whichever of the data addresses is not given.
+        let from_interface = match &datapath {
+            Some(d) if self.data_ip.is_none() || self.data_mac.is_none() => Some(
+                interface::read(&d.iface).map_err(|e| bad("--data-interface", e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let data_ip = self
+            .data_ip
+            .or(from_interface.map(|i| i.ipv4))
+            .ok_or_else(|| {
+                bad(
+                    "--data-ip",
+                    "missing: give the IPv4 address of the data-plane interface, or --data-interface to read it from".into(),
+                )
+            })?;
+        let data_mac = match (self.data_mac, from_interface) {
+            (Some(m), _) => m
                 .parse::<MacAddr>()
                 .map_err(|e| bad("--data-mac", e.to_string()))?,
+            (None, Some(i)) => i.mac,
+            (None, None) => {
+                return Err(bad(
+                    "--data-mac",
+                    "missing: give the MAC of the data-plane interface (aa:bb:cc:dd:ee:ff), or --data-interface to read it from".into(),
+                ));
+            }
         };
         let d = Timing::default();
         let timing = Timing {
@@ -380,8 +453,6 @@ impl Args {
             rpc_timeout: self.rpc_timeout.unwrap_or(d.rpc_timeout),
         };
         timing.validate()?;
-        let datapath =
-            validate_datapath(self.data_iface, self.next_hop_mac, &self.inside_prefixes)?;
         Ok(NodeConfig {
             name,
             data_dir,
@@ -403,45 +474,59 @@ impl Args {
     }
 }
 
-fn validate_datapath(
-    iface: Option<String>,
-    next_hop_mac: Option<String>,
-    inside: &[String],
-) -> Result<Option<DatapathSettings>> {
+/// Settings that only the data path uses, by flag: given without
+/// `--data-interface` they would silently do nothing.
+fn datapath_only_settings(a: &Args) -> Option<&'static str> {
+    [
+        ("--next-hop-mac", a.next_hop_mac.is_some()),
+        ("--inside-source", !a.inside_sources.is_empty()),
+        ("--commit-mode", a.commit_mode.is_some()),
+        ("--udp-timeout", a.udp_timeout.is_some()),
+        (
+            "--tcp-established-timeout",
+            a.tcp_established_timeout.is_some(),
+        ),
+        (
+            "--tcp-transitory-timeout",
+            a.tcp_transitory_timeout.is_some(),
+        ),
+        ("--icmp-timeout", a.icmp_timeout.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(flag, given)| given.then_some(flag))
+}
+
+fn validate_datapath(a: &Args) -> Result<Option<DatapathSettings>> {
     let bad = |flag: &'static str, message: String| Error::Config { flag, message };
-    let Some(iface) = iface else {
-        if next_hop_mac.is_some() || !inside.is_empty() {
+    let Some(iface) = a.data_interface.clone() else {
+        if let Some(flag) = datapath_only_settings(a) {
             return Err(bad(
-                "--data-iface",
-                "missing: --next-hop-mac and --inside-prefix configure the data path, which needs an interface".into(),
+                "--data-interface",
+                format!(
+                    "missing: {flag} configures the data path, which runs only on a data interface (data_interface in the file)"
+                ),
             ));
         }
         return Ok(None);
     };
-    if iface.is_empty() || iface.len() > 15 || iface.contains('/') {
-        return Err(bad(
-            "--data-iface",
-            format!("{iface:?} is not an interface name"),
-        ));
-    }
-    let next_hop_mac = next_hop_mac
-        .ok_or_else(|| {
-            bad(
-                "--next-hop-mac",
-                "missing: the data path needs the MAC of the router translated frames go to".into(),
-            )
-        })?
-        .parse::<MacAddr>()
-        .map_err(|e| bad("--next-hop-mac", e.to_string()))?;
-    let inside_prefixes = if inside.is_empty() {
+    interface::check_name(&iface).map_err(|e| bad("--data-interface", e.to_string()))?;
+    let next_hop_mac = a
+        .next_hop_mac
+        .as_deref()
+        .map(|m| {
+            m.parse::<MacAddr>()
+                .map_err(|e| bad("--next-hop-mac", e.to_string()))
+        })
+        .transpose()?;
+    let inside_prefixes = if a.inside_sources.is_empty() {
         None
     } else {
         Some(
-            inside
+            a.inside_sources
                 .iter()
                 .map(|p| {
                     p.parse::<Ipv4Prefix>()
-                        .map_err(|e| bad("--inside-prefix", e.to_string()))
+                        .map_err(|e| bad("--inside-source", format!("inside_sources: {e}")))
                 })
                 .collect::<Result<Vec<_>>>()?,
         )
@@ -450,7 +535,83 @@ fn validate_datapath(
         iface,
         next_hop_mac,
         inside_prefixes,
+        commit_mode: a.commit_mode.unwrap_or_default(),
+        timeouts: session_timeouts(a)?,
     }))
+}
+
+/// The session idle timeouts, each between its RFC minimum (the engine's) and an upper
+/// bound that keeps idle mappings from holding ports for days. The bounds are the ones
+/// the operator's Nat resource enforces.
+fn session_timeouts(a: &Args) -> Result<Timeouts> {
+    const DAY: Duration = Duration::from_secs(86_400);
+    let d = Timeouts::default();
+    let t = Timeouts {
+        udp: a.udp_timeout.unwrap_or(d.udp),
+        tcp_established: a.tcp_established_timeout.unwrap_or(d.tcp_established),
+        tcp_transitory: a.tcp_transitory_timeout.unwrap_or(d.tcp_transitory),
+        icmp: a.icmp_timeout.unwrap_or(d.icmp),
+    };
+    let checks = [
+        (
+            "--udp-timeout",
+            "udp_timeout",
+            t.udp,
+            MIN_UDP_TIMEOUT,
+            DAY,
+            "RFC 4787 REQ-5",
+        ),
+        (
+            "--tcp-established-timeout",
+            "tcp_established_timeout",
+            t.tcp_established,
+            MIN_TCP_ESTABLISHED_TIMEOUT,
+            7 * DAY,
+            "RFC 5382 REQ-5",
+        ),
+        (
+            "--tcp-transitory-timeout",
+            "tcp_transitory_timeout",
+            t.tcp_transitory,
+            MIN_TCP_TRANSITORY_TIMEOUT,
+            DAY,
+            "RFC 5382 REQ-5",
+        ),
+        (
+            "--icmp-timeout",
+            "icmp_timeout",
+            t.icmp,
+            MIN_ICMP_TIMEOUT,
+            DAY,
+            "RFC 5508",
+        ),
+    ];
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    for (flag, key, value, min, max, rfc) in checks {
+        let why = if value < min {
+            format!(
+                "is below the {} minimum of {rfc} (a NAT that forgets idle mappings early breaks applications)",
+                show(min)
+            )
+        } else if value > max {
+            format!(
+                "is above {} (an idle mapping would hold its port that long)",
+                show(max)
+            )
+        } else {
+            continue;
+        };
+        return Err(Error::Config {
+            flag,
+            message: format!(
+                "{key} = {:?} {why}: use a value from {:?} to {:?}",
+                show(value),
+                show(min),
+                show(max)
+            ),
+        });
+    }
+    Ok(t)
 }
 
 fn read_file(path: &Path) -> Result<Args> {
@@ -555,5 +716,276 @@ mod tests {
             }) => assert!(message.contains("nmae"), "{message}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn message_of(r: Result<NodeConfig>) -> (&'static str, String) {
+        match r {
+            Err(Error::Config { flag, message }) => (flag, message),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    fn datapath(c: &NodeConfig) -> &DatapathSettings {
+        c.datapath.as_ref().expect("the data path is configured")
+    }
+
+    #[test]
+    fn data_path_keys_from_flags() {
+        let c = args(&[
+            "--data-interface",
+            "lo",
+            "--next-hop-mac",
+            "02:00:00:00:00:fe",
+            "--inside-source",
+            "10.0.0.0/8,172.16.0.0/12",
+            "--inside-source",
+            "100.64.0.0/10",
+            "--commit-mode",
+            "strict",
+            "--udp-timeout",
+            "10m",
+            "--tcp-established-timeout",
+            "3h",
+            "--tcp-transitory-timeout",
+            "300s",
+            "--icmp-timeout",
+            "90s",
+        ])
+        .validate(1)
+        .unwrap();
+        let d = datapath(&c);
+        assert_eq!(d.iface, "lo");
+        assert_eq!(d.next_hop_mac, Some(MacAddr([2, 0, 0, 0, 0, 0xfe])));
+        let prefixes: Vec<String> = d
+            .inside_prefixes
+            .iter()
+            .flatten()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(prefixes, ["10.0.0.0/8", "172.16.0.0/12", "100.64.0.0/10"]);
+        assert_eq!(d.commit_mode, CommitMode::Strict);
+        assert_eq!(
+            d.timeouts,
+            Timeouts {
+                udp: Duration::from_secs(600),
+                tcp_established: Duration::from_secs(3 * 3600),
+                tcp_transitory: Duration::from_secs(300),
+                icmp: Duration::from_secs(90),
+            }
+        );
+        assert_eq!(
+            c.data_ip,
+            Ipv4Addr::new(10, 0, 0, 1),
+            "--data-ip wins over the interface"
+        );
+    }
+
+    #[test]
+    fn data_path_defaults_and_old_flag_names() {
+        let c = args(&["--data-iface", "lo", "--inside-prefix", "10.0.0.0/8"])
+            .validate(1)
+            .unwrap();
+        let d = datapath(&c);
+        assert_eq!(d.iface, "lo");
+        assert_eq!(d.inside_prefixes.as_ref().map(Vec::len), Some(1));
+        assert_eq!(d.commit_mode, CommitMode::Optimistic);
+        assert_eq!(d.timeouts, Timeouts::default());
+        assert_eq!(d.next_hop_mac, None, "resolved from the gateway at start");
+        assert!(args(&[]).validate(1).unwrap().datapath.is_none());
+    }
+
+    #[test]
+    fn the_data_interface_supplies_the_data_address() {
+        let mut a = args(&["--data-interface", "lo"]);
+        a.data_ip = None;
+        a.data_mac = None;
+        let c = a.validate(1).unwrap();
+        assert_eq!(c.data_ip, Ipv4Addr::LOCALHOST);
+        assert_eq!(c.data_mac, MacAddr([0; 6]));
+
+        let mut a = args(&["--data-interface", "mfp-none0"]);
+        a.data_mac = None;
+        let (flag, message) = message_of(a.validate(1));
+        assert_eq!(flag, "--data-interface");
+        assert!(
+            message.contains("mfp-none0") && message.contains("present: "),
+            "{message}"
+        );
+
+        let mut a = args(&[]);
+        a.data_ip = None;
+        let (flag, message) = message_of(a.validate(1));
+        assert_eq!(flag, "--data-ip");
+        assert!(message.contains("--data-interface"), "{message}");
+
+        let (flag, message) = message_of(args(&["--data-interface", "a/b"]).validate(1));
+        assert_eq!(flag, "--data-interface");
+        assert!(message.contains("not an interface name"), "{message}");
+    }
+
+    #[test]
+    fn timeouts_out_of_bounds_name_the_key_and_the_range() {
+        let cases = [
+            ("--udp-timeout", "udp_timeout", "119s", "2m"),
+            ("--udp-timeout", "udp_timeout", "0s", "2m"),
+            ("--udp-timeout", "udp_timeout", "25h", "1day"),
+            (
+                "--tcp-established-timeout",
+                "tcp_established_timeout",
+                "2h",
+                "2h 4m",
+            ),
+            (
+                "--tcp-established-timeout",
+                "tcp_established_timeout",
+                "8days",
+                "7days",
+            ),
+            (
+                "--tcp-transitory-timeout",
+                "tcp_transitory_timeout",
+                "239s",
+                "4m",
+            ),
+            ("--icmp-timeout", "icmp_timeout", "59s", "1m"),
+            ("--icmp-timeout", "icmp_timeout", "2days", "1day"),
+        ];
+        for (flag, key, value, bound) in cases {
+            let (got, message) =
+                message_of(args(&["--data-interface", "lo", flag, value]).validate(1));
+            assert_eq!(got, flag, "{value}");
+            assert!(
+                message.starts_with(key)
+                    && message.contains(bound)
+                    && message.contains("use a value from"),
+                "{flag} {value}: {message}"
+            );
+        }
+        assert!(
+            Args::try_parse_from(["mfplane-node", "--udp-timeout", "soon"]).is_err(),
+            "not a duration"
+        );
+    }
+
+    #[test]
+    fn bad_commit_mode_and_inside_source_are_named() {
+        let e = Args::try_parse_from(["mfplane-node", "--commit-mode", "lazy"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--commit-mode") && e.contains("optimistic") && e.contains("strict"),
+            "{e}"
+        );
+        let (flag, message) = message_of(
+            args(&["--data-interface", "lo", "--inside-source", "10.0.0/8"]).validate(1),
+        );
+        assert_eq!(flag, "--inside-source");
+        assert!(
+            message.contains("inside_sources") && message.contains("10.0.0/8"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn data_path_keys_need_the_data_interface() {
+        for extra in [
+            &["--commit-mode", "strict"][..],
+            &["--udp-timeout", "5m"],
+            &["--tcp-established-timeout", "3h"],
+            &["--tcp-transitory-timeout", "5m"],
+            &["--icmp-timeout", "1m"],
+            &["--inside-source", "10.0.0.0/8"],
+            &["--next-hop-mac", "02:00:00:00:00:fe"],
+        ] {
+            let (flag, message) = message_of(args(extra).validate(1));
+            assert_eq!(flag, "--data-interface", "{extra:?}");
+            assert!(message.contains(extra[0]), "{extra:?}: {message}");
+        }
+    }
+
+    fn from_file(text: &str, extra: &[&str]) -> Result<NodeConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut a = args(extra);
+        a.config = Some(path);
+        a.merge_file()?.validate(1)
+    }
+
+    #[test]
+    fn data_path_keys_from_the_file_under_the_flags() {
+        let text = r#"
+inside_sources = ["10.0.0.0/8"]
+commit_mode = "strict"
+udp_timeout = "300s"
+tcp_established_timeout = "7440s"
+tcp_transitory_timeout = "240s"
+icmp_timeout = "60s"
+data_interface = "lo"
+next_hop_mac = "02:00:00:00:00:fe"
+"#;
+        let c = from_file(text, &[]).unwrap();
+        let d = datapath(&c);
+        assert_eq!(d.iface, "lo");
+        assert_eq!(d.commit_mode, CommitMode::Strict);
+        assert_eq!(d.timeouts, Timeouts::default());
+        assert_eq!(d.inside_prefixes.as_ref().map(Vec::len), Some(1));
+
+        let c = from_file(
+            text,
+            &[
+                "--commit-mode",
+                "optimistic",
+                "--udp-timeout",
+                "10m",
+                "--inside-source",
+                "192.168.0.0/16,10.0.0.0/8",
+            ],
+        )
+        .unwrap();
+        let d = datapath(&c);
+        assert_eq!(d.commit_mode, CommitMode::Optimistic, "the flag wins");
+        assert_eq!(d.timeouts.udp, Duration::from_secs(600));
+        assert_eq!(d.timeouts.icmp, Duration::from_secs(60), "from the file");
+        assert_eq!(d.inside_prefixes.as_ref().map(Vec::len), Some(2));
+
+        // The file's old spellings still work.
+        let c = from_file(
+            "data_iface = \"lo\"\ninside_prefixes = [\"10.0.0.0/8\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(datapath(&c).iface, "lo");
+    }
+
+    #[test]
+    fn bad_file_values_name_the_key() {
+        for (text, key) in [
+            (
+                "data_interface = \"lo\"\ncommit_mode = \"lazy\"\n",
+                "commit_mode",
+            ),
+            (
+                "data_interface = \"lo\"\nudp_timeout = \"soon\"\n",
+                "udp_timeout",
+            ),
+            (
+                "data_interface = \"lo\"\nicmp_timeout = 60\n",
+                "icmp_timeout",
+            ),
+            ("data_interface = 5\n", "data_interface"),
+            ("inside_sources = \"10.0.0.0/8\"\n", "inside_sources"),
+            ("udp_timeuot = \"5m\"\n", "udp_timeuot"),
+        ] {
+            let (flag, message) = message_of(from_file(text, &[]));
+            assert_eq!(flag, "--config", "{text}");
+            assert!(message.contains(key), "{text}: {message}");
+        }
+        let (flag, message) = message_of(from_file(
+            "data_interface = \"lo\"\ntcp_transitory_timeout = \"1m\"\n",
+            &[],
+        ));
+        assert_eq!(flag, "--tcp-transitory-timeout");
+        assert!(message.starts_with("tcp_transitory_timeout"), "{message}");
     }
 }

@@ -60,7 +60,7 @@ async fn run() -> anyhow::Result<()> {
                 let iface = settings.iface.clone();
                 mfplane_node::datapath::serve(node.core.clone(), settings)
                     .await
-                    .with_context(|| format!("--data-iface {iface}"))
+                    .with_context(|| format!("--data-interface {iface}"))
             }
             None => std::future::pending().await,
         }

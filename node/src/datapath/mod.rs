@@ -7,8 +7,14 @@
 //!   simulation both drive it.
 //! - [`packet_loop`]: the daemon's loop over a packet socket (`AF_PACKET` today),
 //!   proposing new sessions and sending translated frames to the next hop.
+//! - [`held`]: strict commit mode's frames that wait for their session to commit.
+//! - [`interface`]: the data interface's IPv4 address and MAC, read from the kernel.
+//! - [`next_hop`]: the default gateway's MAC, when no next hop is configured.
 
+pub mod held;
+pub mod interface;
 pub mod nat_worker;
+pub mod next_hop;
 pub mod packet_loop;
 
 pub use nat_worker::{NatWorker, WorkerOptions};

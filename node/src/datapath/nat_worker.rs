@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use mfplane_core::{BucketId, SessionKey, SessionRecord};
-use mfplane_dataplane::engine::{Engine, EngineConfig, Ipv4Prefix, Timestamp, Verdict};
+use mfplane_dataplane::engine::{Engine, EngineConfig, Ipv4Prefix, Timeouts, Timestamp, Verdict};
 use mfplane_raft_store::{Applied, ClusterState, Epoch};
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
@@ -24,11 +24,16 @@ use crate::error::{Error, Result};
 use crate::member::Member;
 
 /// Settings of the data path that are not part of the replicated cluster config.
-#[derive(Clone, Debug)]
+/// `Default` is the engine's defaults, so a caller names only what it changes.
+#[derive(Clone, Debug, Default)]
 pub struct WorkerOptions {
     /// Sources that may open sessions; `None`: the engine's default (RFC 1918 and
     /// RFC 6598 space).
     pub inside_prefixes: Option<Vec<Ipv4Prefix>>,
+    /// Session idle timeouts (`udp_timeout` etc.). Per member, not replicated: every
+    /// member should be given the same, because expiry is decided by whichever member
+    /// owns the bucket at the time.
+    pub timeouts: Timeouts,
 }
 
 /// The engine of one member plus what keeps it consistent with the cluster.
@@ -198,6 +203,7 @@ fn engine_config(state: &ClusterState, opts: &WorkerOptions) -> Result<EngineCon
     if let Some(p) = &opts.inside_prefixes {
         cfg.inside_prefixes = p.clone();
     }
+    cfg.timeouts = opts.timeouts;
     Ok(cfg)
 }
 

@@ -4,7 +4,9 @@
 //! One task owns the worker and the socket, so the engine needs no lock. Proposals run
 //! in their own tasks (the proposer groups them into Raft entries); a session the
 //! cluster refuses comes back to this task and is undone. The first packet of a new
-//! session is forwarded at once (`commit_mode = optimistic`, DESIGN §2.3).
+//! session is forwarded at once (`commit_mode = optimistic`, DESIGN §2.3), or, in
+//! `strict` mode, held with the session's later frames until the session commits
+//! ([`super::held`]).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -16,7 +18,10 @@ use mfplane_dataplane::io::PacketIo;
 use mfplane_raft_store::MacAddr;
 use tokio::sync::{mpsc, watch};
 
+use super::held::{HeldFrames, Hold, HoldDrop, HoldLimits};
 use super::nat_worker::{NatWorker, WorkerOptions};
+use super::next_hop;
+use crate::config::CommitMode;
 use crate::error::{Error, Result};
 use crate::member::Member;
 use crate::proposer::{Outcome, SessionProposer};
@@ -28,6 +33,8 @@ const ETH_HEADER: usize = 14;
 /// applied changes; small against any lease (at least 6 heartbeats of 10 ms).
 const OWNERSHIP_CHECK: Duration = Duration::from_millis(10);
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+/// How long the data path waits for the default gateway to answer ARP at start.
+const GATEWAY_WAIT: Duration = Duration::from_secs(5);
 
 /// How the data path sends and what it translates.
 #[derive(Clone, Debug)]
@@ -41,6 +48,10 @@ pub struct DatapathConfig {
     pub worker: WorkerOptions,
     /// How often idle sessions are looked for.
     pub expiry_interval: Duration,
+    /// Whether a new session's frames wait for its commit (`strict`).
+    pub commit_mode: CommitMode,
+    /// How much `strict` mode may hold.
+    pub hold: HoldLimits,
 }
 
 /// Wall-clock milliseconds: session records carry their creation time across members,
@@ -74,14 +85,30 @@ pub async fn serve(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let io = mfplane_dataplane::io::AfPacket::open(&settings.iface)?;
+    let next_hop_mac = match settings.next_hop_mac {
+        Some(mac) => mac,
+        None => {
+            let (gateway, mac) = next_hop::resolve_gateway(&settings.iface, GATEWAY_WAIT)
+                .await
+                .map_err(|e| Error::Config {
+                    flag: "--next-hop-mac",
+                    message: e.to_string(),
+                })?;
+            tracing::info!(iface = %settings.iface, %gateway, %mac, "next hop: the default gateway of the data interface");
+            mac
+        }
+    };
     let cfg = DatapathConfig {
         own_mac: member.config.data_mac,
         own_ip: member.config.data_ip,
-        next_hop_mac: settings.next_hop_mac,
+        next_hop_mac,
         worker: WorkerOptions {
             inside_prefixes: settings.inside_prefixes,
+            timeouts: settings.timeouts,
         },
         expiry_interval: Duration::from_secs(1),
+        commit_mode: settings.commit_mode,
+        hold: HoldLimits::default(),
     };
     run(member, proposer, io, cfg, core.shutdown_signal()).await
 }
@@ -99,7 +126,9 @@ pub async fn run<I: PacketIo>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut worker = NatWorker::new(member.clone(), &cfg.worker)?;
-    let (refused_tx, mut refused_rx) = mpsc::unbounded_channel::<Vec<SessionKey>>();
+    let (decided_tx, mut decided_rx) = mpsc::unbounded_channel::<Decided>();
+    // Strict mode: frames of sessions whose proposal is in flight wait here.
+    let mut held = (cfg.commit_mode == CommitMode::Strict).then(|| HeldFrames::new(cfg.hold));
     let mut buf = vec![0u8; MAX_FRAME];
     // Leases lapse with time, not with events: re-check ownership this often.
     let mut ownership = tokio::time::interval(OWNERSHIP_CHECK);
@@ -109,19 +138,34 @@ pub async fn run<I: PacketIo>(
     let own_mac = cfg.own_mac.0;
     let next_hop = cfg.next_hop_mac.0;
     let own_ip = cfg.own_ip.octets();
-    tracing::info!(node = %member.id, "data path running");
+    tracing::info!(node = %member.id, commit_mode = ?cfg.commit_mode, "data path running");
 
     loop {
         tokio::select! {
             biased;
             _ = shutdown.wait_for(|s| *s) => break,
-            Some(keys) = refused_rx.recv() => {
-                for key in &keys {
+            Some(decided) = decided_rx.recv() => {
+                for key in &decided.refused {
                     worker.reject(key);
+                    if let Some(h) = &mut held {
+                        count_dropped(HoldDrop::Refused, h.refused(key));
+                    }
+                }
+                if let Some(h) = &mut held {
+                    for key in &decided.committed {
+                        for f in h.committed(key) {
+                            send(&mut io, &f).await;
+                        }
+                    }
                 }
             }
             _ = worker.wait_applied(now()) => worker.sync(now()),
-            _ = ownership.tick() => worker.refresh_ownership(),
+            _ = ownership.tick() => {
+                worker.refresh_ownership();
+                if let Some(h) = &mut held {
+                    count_dropped(HoldDrop::TooLong, h.expire(now()));
+                }
+            }
             _ = expiry.tick() => {
                 let keys = worker.expired(now());
                 if !keys.is_empty() {
@@ -146,21 +190,27 @@ pub async fn run<I: PacketIo>(
                 if !is_nat_traffic(frame, &own_mac, &own_ip) {
                     continue;
                 }
-                match worker.process(frame, now()) {
+                let now = now();
+                let verdict = worker.process(frame, now);
+                let created = worker.take_created();
+                if !created.is_empty() {
+                    if let Some(h) = &mut held {
+                        h.add_pending(&created);
+                    }
+                    propose(&proposer, created, held.is_some(), decided_tx.clone());
+                }
+                match verdict {
                     Verdict::Translated(_) => {
                         frame[0..6].copy_from_slice(&next_hop);
                         frame[6..12].copy_from_slice(&own_mac);
-                        if let Err(e) = io.send(frame).await {
-                            metrics::counter!("mfplane_datapath_frames_dropped_total", "reason" => "send_failed").increment(1);
-                            tracing::debug!(error = %e, "sending a translated frame failed");
+                        match held.as_mut().map_or(Hold::Send, |h| h.offer(frame, now)) {
+                            Hold::Send => send(&mut io, frame).await,
+                            Hold::Held => {}
+                            Hold::Dropped(why) => count_dropped(why, 1),
                         }
                     }
                     // Not ours to translate (the engine counted why).
                     Verdict::Pass | Verdict::Drop(_) => {}
-                }
-                let created = worker.take_created();
-                if !created.is_empty() {
-                    propose(&proposer, created, refused_tx.clone());
                 }
             }
         }
@@ -180,28 +230,56 @@ fn is_nat_traffic(frame: &[u8], own_mac: &[u8; 6], own_ip: &[u8; 4]) -> bool {
     !(frame[12..14] == ETHERTYPE_IPV4 && frame[ETH_HEADER + 16..ETH_HEADER + 20] == own_ip[..])
 }
 
-/// Proposes `created` in the background; keys the cluster refuses are sent back to the
-/// data path to be undone.
+/// Sends one frame; a failure is counted and the frame is lost (the sender
+/// retransmits), as on any congested link.
+async fn send<I: PacketIo>(io: &mut I, frame: &[u8]) {
+    if let Err(e) = io.send(frame).await {
+        metrics::counter!("mfplane_datapath_frames_dropped_total", "reason" => "send_failed")
+            .increment(1);
+        tracing::debug!(error = %e, "sending a translated frame failed");
+    }
+}
+
+fn count_dropped(why: HoldDrop, frames: usize) {
+    if frames > 0 {
+        metrics::counter!("mfplane_datapath_frames_dropped_total", "reason" => why.metric_label())
+            .increment(frames as u64);
+    }
+}
+
+/// The cluster's answer to one proposal, for the data path task.
+#[derive(Debug, Default)]
+struct Decided {
+    /// Committed; reported only in strict mode, where their held frames can go.
+    committed: Vec<SessionKey>,
+    /// Refused or unanswered: to be undone (and their held frames dropped).
+    refused: Vec<SessionKey>,
+}
+
+/// Proposes `created` in the background and sends the outcome back to the data path:
+/// refused keys always (they are undone), committed ones if `report_committed`.
 fn propose(
     proposer: &SessionProposer,
     created: Vec<mfplane_core::SessionRecord>,
-    refused: mpsc::UnboundedSender<Vec<SessionKey>>,
+    report_committed: bool,
+    decided: mpsc::UnboundedSender<Decided>,
 ) {
     let proposer = proposer.clone();
     tokio::spawn(async move {
         let keys: Vec<SessionKey> = created.iter().map(|r| r.key).collect();
+        let mut outcome = Decided::default();
         match proposer.propose(created).await {
             Ok(outcomes) => {
-                let bad: Vec<SessionKey> = keys
-                    .iter()
-                    .zip(&outcomes)
-                    .filter(|(_, o)| matches!(o, Outcome::Rejected(_)))
-                    .map(|(k, _)| *k)
-                    .collect();
-                if !bad.is_empty() {
+                for (key, o) in keys.iter().zip(&outcomes) {
+                    match o {
+                        Outcome::Rejected(_) => outcome.refused.push(*key),
+                        Outcome::Accepted if report_committed => outcome.committed.push(*key),
+                        Outcome::Accepted => {}
+                    }
+                }
+                if !outcome.refused.is_empty() {
                     metrics::counter!("mfplane_datapath_sessions_refused_total")
-                        .increment(bad.len() as u64);
-                    let _ = refused.send(bad);
+                        .increment(outcome.refused.len() as u64);
                 }
             }
             Err(e) => {
@@ -209,8 +287,12 @@ fn propose(
                 // no lease). The mapping stays unreplicated; undo it so it cannot collide
                 // with an allocation a new owner makes.
                 tracing::warn!(error = %e, sessions = keys.len(), "proposing new sessions failed; undoing them");
-                let _ = refused.send(keys);
+                outcome.refused = keys;
             }
+        }
+        if !outcome.committed.is_empty() || !outcome.refused.is_empty() {
+            // The data path has stopped if this fails: nothing left to undo.
+            let _ = decided.send(outcome);
         }
     });
 }
