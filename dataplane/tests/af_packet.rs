@@ -50,20 +50,10 @@ fn ip(args: &[&str]) {
 /// Opens a socket on `eth0` of namespace `ns` from a thread that entered it, registered
 /// with the current tokio runtime.
 fn open_in(ns: &str) -> Result<AfPacket, IoError> {
-    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("namespace file");
     let rt = tokio::runtime::Handle::current();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns on a namespace fd we own, in a thread that ends right after.
-            assert_eq!(
-                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            let _guard = rt.enter();
-            AfPacket::open("eth0")
-        })
-        .join()
-        .expect("thread")
+    in_ns(ns, || {
+        let _guard = rt.enter();
+        AfPacket::open("eth0")
     })
 }
 
@@ -154,4 +144,57 @@ async fn a_frame_larger_than_the_buffer_is_reported_not_cut() {
 async fn an_unknown_interface_is_named_in_the_error() {
     let err = AfPacket::open("mfp-nope0").unwrap_err();
     assert!(err.to_string().contains("mfp-nope0"), "{err}");
+}
+
+/// Runs `f` from a thread that entered namespace `ns`.
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("namespace file");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on a namespace fd we own, in a thread that ends right after.
+            assert_eq!(
+                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            f()
+        })
+        .join()
+        .expect("thread")
+    })
+}
+
+fn gro_of(ns: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ethtool", "-k", "eth0"])
+        .output()
+        .expect("running ethtool (scripts/setup.sh installs it)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("generic-receive-offload:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn receive_offloads_are_turned_off_and_reported() {
+    if !require_root() {
+        return;
+    }
+    use mfplane_dataplane::io::offloads::{Disabled, disable_receive_offloads};
+    let pair = VethPair::new("g");
+    ip(&[
+        "netns", "exec", &pair.a, "ethtool", "-K", "eth0", "gro", "on",
+    ]);
+    assert!(gro_of(&pair.a).ends_with(" on"), "{}", gro_of(&pair.a));
+
+    let first = in_ns(&pair.a, || disable_receive_offloads("eth0")).unwrap();
+    assert!(first.gro, "GRO was on and must be reported as turned off");
+    assert!(gro_of(&pair.a).ends_with(" off"), "{}", gro_of(&pair.a));
+    // Idempotent: nothing left to turn off.
+    let again = in_ns(&pair.a, || disable_receive_offloads("eth0")).unwrap();
+    assert_eq!(again, Disabled::default());
+    assert!(matches!(
+        in_ns(&pair.a, || disable_receive_offloads("mfp-none0")),
+        Err(IoError::BadInterface(_))
+    ));
 }

@@ -3,8 +3,11 @@
 //! The NAT engine never touches a socket; a worker moves whole Ethernet frames between
 //! a [`PacketIo`] backend and the engine. [`af_packet`] is the portable backend; AF_XDP
 //! (and, for established flows, the XDP fast path) fit behind the same trait.
+//! [`offloads`] turns off the receive offloads (GRO, LRO) that hand a packet socket
+//! merged super-frames instead of the frames on the wire.
 
 pub mod af_packet;
+pub mod offloads;
 
 pub use af_packet::AfPacket;
 

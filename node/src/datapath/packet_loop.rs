@@ -85,6 +85,11 @@ pub async fn serve(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let io = mfplane_dataplane::io::AfPacket::open(&settings.iface)?;
+    // Merged super-frames would be untranslatable (see `io::offloads`).
+    let off = mfplane_dataplane::io::offloads::disable_receive_offloads(&settings.iface)?;
+    if off.gro || off.lro {
+        tracing::info!(iface = %settings.iface, gro = off.gro, lro = off.lro, "turned receive offloads off on the data interface: the NAT translates frames as they are on the wire");
+    }
     let next_hop_mac = match settings.next_hop_mac {
         Some(mac) => mac,
         None => {

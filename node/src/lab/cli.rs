@@ -109,6 +109,12 @@ fn spec(args: &UpArgs) -> Result<LabSpec> {
     }
     let mut spec = LabSpec::new(&args.prefix, args.workers);
     spec.lease = args.lease;
+    // Owners renew through Raft, so a lease spans at least 6 heartbeats; a short
+    // lease brings the heartbeat down with it (10 ms is the daemon's floor).
+    spec.heartbeat = spec
+        .heartbeat
+        .min(args.lease / 8)
+        .max(Duration::from_millis(10));
     Ok(spec)
 }
 

@@ -253,11 +253,8 @@ impl Lab {
     /// The cluster's status from the first worker that answers.
     pub async fn status(&self) -> Result<ClusterStatus> {
         let mut last = None;
-        for w in &self.topo.workers {
-            if !self.procs_running(w.index) {
-                continue;
-            }
-            let ch = self.channel(w.index)?;
+        for w in self.running_workers() {
+            let ch = self.channel(w)?;
             match with_timeout(AdminClient::new(ch).status(StatusRequest {})).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
@@ -271,6 +268,17 @@ impl Lab {
 
     fn procs_running(&self, index: u8) -> bool {
         self.procs.names().any(|n| n == Lab::process_name(index))
+    }
+
+    /// The workers whose daemons run (not crashed, not removed), in index order: the
+    /// ones worth asking.
+    pub fn running_workers(&self) -> Vec<u8> {
+        self.topo
+            .workers
+            .iter()
+            .map(|w| w.index)
+            .filter(|&i| self.procs_running(i))
+            .collect()
     }
 
     /// Waits until the cluster has a leader, `voters` voters, and every bucket owned.

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::cluster::{Lab, with_timeout};
 use super::topology::SERVER_IP;
-use super::traffic::{self, ClientTable, Hello, Pace, ServerTable};
+use super::traffic::{self, ClientConn, ClientTable, Hello, Pace, ServerConn, ServerTable};
 use super::{LabError, Result};
 
 /// The port the lab's server listens on.
@@ -237,6 +237,21 @@ pub async fn run(
     ))
 }
 
+/// Says which side of a connection never saw its peer's close, with the byte counts
+/// that tell a lost FIN from data still stuck in flight.
+fn unclean_close(cc: &ClientConn, sc: &ServerConn) -> Option<String> {
+    let side = match (cc.stats.finished, sc.stats.finished) {
+        (true, true) => return None,
+        (false, false) => "neither side saw the other's close",
+        (false, true) => "the client never saw the server's close",
+        (true, false) => "the server never saw the client's close",
+    };
+    Some(format!(
+        "did not close cleanly: {side} (client sent {} server verified {}; server sent {} client verified {})",
+        cc.stats.sent, sc.stats.verified, sc.stats.sent, cc.stats.verified
+    ))
+}
+
 /// Opens one connection from the client namespace to the server, retrying while the
 /// NAT path comes up (the first SYN of a lab can race the LB's first table).
 async fn connect_through_nat(lab: &Lab, within: Duration) -> Result<tokio::net::TcpStream> {
@@ -327,7 +342,8 @@ async fn mappings(lab: &Lab, clients: &ClientTable) -> BTreeMap<u32, Mapping> {
         .map(|(id, c)| (*id, c.local))
         .collect();
     let mut out = BTreeMap::new();
-    for w in lab.topo.workers.iter().map(|w| w.index) {
+    // A crashed worker would make every lookup wait for its timeout: ask live ones.
+    for w in lab.running_workers() {
         let Ok(mut sessions) = lab.sessions(w) else {
             continue;
         };
@@ -342,16 +358,23 @@ async fn mappings(lab: &Lab, clients: &ClientTable) -> BTreeMap<u32, Mapping> {
                     port: u32::from(local.port()),
                 })),
             };
-            if let Ok(s) = with_timeout(sessions.lookup(req)).await
-                && let (Ok(ip), Ok(port)) = (s.external_ip.parse(), u16::try_from(s.external_port))
-            {
-                out.insert(
-                    *id,
-                    Mapping {
-                        external: SocketAddr::V4(SocketAddrV4::new(ip, port)),
-                        owner: s.owner,
-                    },
-                );
+            match with_timeout(sessions.lookup(req)).await {
+                Ok(s) => {
+                    if let (Ok(ip), Ok(port)) =
+                        (s.external_ip.parse(), u16::try_from(s.external_port))
+                    {
+                        out.insert(
+                            *id,
+                            Mapping {
+                                external: SocketAddr::V4(SocketAddrV4::new(ip, port)),
+                                owner: s.owner,
+                            },
+                        );
+                    }
+                }
+                // Silent worker: the next one answers for the rest.
+                Err(LabError::Timeout { .. }) => break,
+                Err(_) => {}
             }
         }
         if out.len() == locals.len() {
@@ -460,7 +483,7 @@ fn report(
             .as_ref()
             .map(|e| format!("client: {e}"))
             .or_else(|| sc.stats.error.as_ref().map(|e| format!("server: {e}")))
-            .or_else(|| (!cc.stats.finished || !sc.stats.finished).then(|| "did not close cleanly".to_string()))
+            .or_else(|| unclean_close(cc, sc))
             .or_else(|| {
                 (sc.stats.verified != cc.stats.sent || cc.stats.verified != sc.stats.sent).then(|| {
                     format!(
