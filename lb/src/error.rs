@@ -27,11 +27,28 @@ pub enum Error {
         #[source]
         source: aya::programs::ProgramError,
     },
-    /// The metrics listener could not start.
-    #[error("--metrics-listen {listen}: {reason}")]
-    Metrics {
+    /// The HTTP listener (`/healthz`, `/readyz`, `/metrics`) could not start.
+    #[error("--http-listen {listen}: {source}")]
+    Http {
         listen: std::net::SocketAddr,
-        reason: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `--config` file cannot be used.
+    #[error(transparent)]
+    Config(#[from] crate::config_file::FileError),
+    /// A setting (flag or file key) cannot be used or is missing.
+    #[error(transparent)]
+    Setting(#[from] crate::config::SettingError),
+    /// A steering table that contradicts the configured cluster parameters; it is not
+    /// installed.
+    #[error(
+        "the cluster's steering table has {setting} {cluster}, but this LB is configured          with {setting} {configured}: either the cluster list points at another cluster or          {setting} is wrong in the configuration; the table is not installed"
+    )]
+    ClusterMismatch {
+        setting: &'static str,
+        configured: String,
+        cluster: String,
     },
     /// A map operation failed.
     #[error("map {name}: {source}")]

@@ -10,7 +10,11 @@
 //! unreachable it keeps the last table.
 //!
 //! # Layout
-//! - [`config`]: command-line flags and their validation into an [`AgentConfig`].
+//! - [`config`]: the settings, flags over the `--config` file, validated into an
+//!   [`AgentConfig`].
+//! - [`config_file`]: the `--config` TOML file, key by key, and waiting for it.
+//! - [`expect`]: the cluster parameters the configuration pins (bucket bits, external
+//!   IPs), checked against every table.
 //! - [`iface`]: interface index, MAC and IPv4 lookups.
 //! - [`object`]: the embedded eBPF object.
 //! - [`datapath`]: the loaded program and its maps (settings, generations, counters,
@@ -19,6 +23,8 @@
 //!   boundary, and its image as one map generation.
 //! - [`watch`]: the cluster client with failover and resume.
 //! - [`metrics`]: Prometheus export.
+//! - [`health`]: readiness (attached, table installed) as `/readyz` reports it.
+//! - [`http`]: `/healthz`, `/readyz` and `/metrics` on `--http-listen`.
 //! - [`agent`]: wires everything together until shutdown.
 //! - [`testkit`]: packet builders, the test fixture and the root/object gate for the
 //!   tests and the benchmark.
@@ -26,8 +32,12 @@
 
 pub mod agent;
 pub mod config;
+pub mod config_file;
 pub mod datapath;
 pub mod error;
+pub mod expect;
+pub mod health;
+pub mod http;
 pub mod iface;
 pub mod metrics;
 pub mod object;
@@ -36,6 +46,7 @@ pub mod testkit;
 pub mod watch;
 
 pub use config::{AgentConfig, Args};
+pub use config_file::ConfigFile;
 pub use datapath::{CounterSnapshot, Datapath};
 pub use error::{Error, Result};
 pub use table::SteeringTable;

@@ -13,13 +13,13 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let cfg = args.resolve()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        // Installed before anything else: SIGTERM must end the wait for a config file.
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let shutdown = async move {
@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
                 _ = int.recv() => tracing::info!("SIGINT"),
             }
         };
-        mfplane_lb::agent::run(cfg, shutdown).await?;
+        mfplane_lb::agent::launch(args, shutdown).await?;
         Ok(())
     })
 }

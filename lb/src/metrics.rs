@@ -4,20 +4,32 @@
 //! `mfplane_lb_drops_total{reason}`, `mfplane_lb_events_total{event}` (from the
 //! per-CPU counters, summed; rx is the sum of the verdicts), `mfplane_lb_epoch`, `mfplane_lb_owners`,
 //! `mfplane_lb_unowned_buckets`, `mfplane_lb_cluster_connected`,
-//! `mfplane_lb_updates_total{result}` (from the watcher).
+//! `mfplane_lb_updates_total{result}` (from the watcher). Served on `/metrics` by
+//! [`crate::http`].
 
-use std::net::SocketAddr;
+use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mfplane_core::lb_maps::{CounterKind, LbCounter};
 
 use crate::datapath::CounterSnapshot;
 
-/// Starts the HTTP listener that serves `/metrics`.
-pub fn install(listen: SocketAddr) -> Result<(), metrics_exporter_prometheus::BuildError> {
-    PrometheusBuilder::new()
-        .with_http_listener(listen)
-        .install()
+/// Installs the process-wide Prometheus recorder (once; later calls return the same
+/// handle, so tests that start several agents in one process share it).
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!(
+                    "another metrics recorder is installed; /metrics will show no LB metrics"
+                );
+            }
+            handle
+        })
+        .clone()
 }
 
 /// Publishes a counter snapshot (absolute values: the map holds totals).

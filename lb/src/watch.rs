@@ -22,6 +22,18 @@ use crate::table::{Epoch, SteeringTable};
 pub trait TableSink: Send {
     /// Makes `table` the one packets are steered by.
     fn install_table(&mut self, table: &SteeringTable) -> Result<()>;
+
+    /// A stream from `endpoint` is open (news for readiness reporting; nothing to do by
+    /// default).
+    fn following(&mut self, endpoint: &str) {
+        let _ = endpoint;
+    }
+
+    /// The stream from `endpoint` ended or could not be opened, for `error`; the
+    /// installed table stays in use.
+    fn stream_lost(&mut self, endpoint: &str, error: &str) {
+        let _ = (endpoint, error);
+    }
 }
 
 impl<T: TableSink> TableSink for Arc<Mutex<T>> {
@@ -101,6 +113,7 @@ impl Watcher {
                 Err((received, e)) => (received, e),
             };
             metrics::gauge!("mfplane_lb_cluster_connected").set(0.0);
+            sink.stream_lost(&endpoint, &error);
             if received {
                 delay = self.opts.backoff_min;
             }
@@ -148,6 +161,7 @@ impl Watcher {
             .map_err(|s| (false, format!("Watch: {s}")))?
             .into_inner();
         info!(endpoint, from_epoch, "following the steering table");
+        sink.following(endpoint);
         metrics::gauge!("mfplane_lb_cluster_connected").set(1.0);
         let mut received = false;
         loop {

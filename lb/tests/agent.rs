@@ -380,6 +380,133 @@ fn binary_detaches_on_sigterm() {
     });
 }
 
+/// The binary as the operator's DaemonSet runs it: `--config` (not there yet) and
+/// `--http-listen`. `/readyz` is 503 while it waits for the file, 503 while attached
+/// without a table, 200 once the cluster's table is installed; a file whose
+/// `bucket_bits` contradicts the cluster keeps it unready with the reason.
+#[test]
+fn binary_from_a_config_file_becomes_ready() {
+    let Some(dp) = datapath_or_skip("binary_from_a_config_file_becomes_ready") else {
+        return;
+    };
+    drop(dp);
+    in_private_netns(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let hold = Arc::new(Notify::new());
+            let member = FakeMember::with(vec![
+                vec![Step::Wait(Arc::clone(&hold)), Step::Send(full(5, |_| 2))],
+                vec![Step::Send(full(6, |_| 2))],
+            ]);
+            let addr = member.clone().serve().await;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("lb-m1.toml");
+            let port = free_port();
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
+                .args(["--config", path.to_str().unwrap()])
+                .args(["--http-listen", &format!("127.0.0.1:{port}")])
+                .env("RUST_LOG", "warn")
+                .spawn()
+                .unwrap();
+            let mut child = KillOnDrop(child);
+            let body = wait_for_http(port, "/readyz", 503, "waiting for the configuration file").await;
+            assert!(body.contains("lb-m1.toml"), "{body}");
+            // What the operator writes (deploy/src/config_file.rs), for this namespace.
+            std::fs::write(
+                &path,
+                format!(
+                    r#"# Written by mfplane-operator for Nat default/demo; edit the Nat, not this file.
+mode = "l2"
+xdp_mode = "native"
+bucket_bits = 8
+external_ips = ["198.51.100.1", "198.51.100.2"]
+inside_sources = ["10.0.0.0/8"]
+cluster = ["127.0.0.1:1", "{addr}"]
+
+[[interfaces]]
+name = "mfplb0"
+side = "inside"
+
+[[interfaces]]
+name = "mfplb1"
+side = "both"
+"#
+                ),
+            )
+            .unwrap();
+            let body = wait_for_http(port, "/readyz", 503, "no steering table installed yet").await;
+            assert!(body.contains("mfplb0 (inside), mfplb1 (both)"), "{body}");
+            assert!(xdp_attached("mfplb0") && xdp_attached("mfplb1"), "XDP not attached");
+            hold.notify_one();
+            let body = wait_for_http(port, "/readyz", 200, "steering by epoch").await;
+            assert!(body.starts_with("ready: steering by epoch"), "{body}");
+            wait_for_http(port, "/metrics", 200, "mfplane_lb_epoch").await;
+            assert_eq!(http_get(port, "/healthz").await.unwrap(), (200, "ok\n".into()));
+            // SAFETY: signalling our own child by its pid.
+            assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+            let status = wait_exit(&mut child.0).await;
+            assert!(status.success(), "exit status {status}");
+            assert!(!xdp_attached("mfplb0"), "XDP still attached after SIGTERM");
+
+            // The same file, but with the bucket bits of another cluster.
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, text.replace("bucket_bits = 8", "bucket_bits = 10")).unwrap();
+            let member = FakeMember::with(vec![vec![Step::Send(full(5, |_| 2))]; 50]);
+            let addr2 = member.clone().serve().await;
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, text.replace(&addr.to_string(), &addr2.to_string())).unwrap();
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
+                .args(["--config", path.to_str().unwrap()])
+                .args(["--http-listen", &format!("127.0.0.1:{port}")])
+                .env("RUST_LOG", "off")
+                .spawn()
+                .unwrap();
+            let _child = KillOnDrop(child);
+            let body = wait_for_http(port, "/readyz", 503, "refused").await;
+            assert!(
+                body.contains("bucket_bits 8") && body.contains("bucket_bits 10"),
+                "{body}"
+            );
+        });
+    });
+}
+
+async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `GET path` until it answers `status` with `needle` in the body.
+async fn wait_for_http(port: u16, path: &str, status: u16, needle: &str) -> String {
+    let start = Instant::now();
+    let mut last = None;
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{path} never answered {status} with {needle:?}; last: {last:?}"
+        );
+        if let Ok((code, body)) = http_get(port, path).await {
+            if code == status && body.contains(needle) {
+                return body;
+            }
+            last = Some((code, body));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn end_to_end() {
     let member = FakeMember::with(vec![vec![Step::Send(full(9, |b| 1 + u64::from(b % 3)))]]);
     let addr = member.clone().serve().await;
@@ -407,7 +534,7 @@ async fn end_to_end() {
         u32::from(Ipv4Addr::new(192, 0, 2, 254))
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(mfplane_lb::agent::run(cfg, async move {
+    let agent = tokio::spawn(mfplane_lb::agent::launch(args, async move {
         let _ = stop_rx.await;
     }));
     let body = wait_for_metrics(metrics_port, "mfplane_lb_epoch 9").await;
@@ -429,11 +556,22 @@ async fn end_to_end() {
 
 /// GET /metrics with a minimal HTTP/1.0 client.
 async fn scrape(port: u16) -> std::io::Result<String> {
+    Ok(http_get(port, "/metrics").await?.1)
+}
+
+/// `(status, body)` of `GET path`, with a minimal HTTP/1.0 client.
+async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
         .await?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await?;
-    Ok(buf)
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Ok((status, body))
 }

@@ -1,10 +1,14 @@
-//! The `mfplane-lb` binary rejects bad flags before touching the kernel, with a
-//! message that names the flag. No root needed: nothing gets loaded.
+//! The `mfplane-lb` binary rejects bad flags and bad `--config` files before touching
+//! the kernel, with a message that names the flag or the key, and waits for a
+//! `--config` file that does not exist yet while serving its probes. No root needed:
+//! nothing gets loaded.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn run(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
@@ -61,8 +65,180 @@ fn bad_flags_fail_with_the_flag_named() {
     rejects("--xdp-mode", "fast", "native");
     rejects("--fabric", "mfp-nope0", "no such interface");
     rejects("--attach", "lo,mfp-nope1", "mfp-nope1");
-    rejects("--metrics-listen", "localhost", "invalid");
+    rejects("--http-listen", "localhost", "invalid");
     rejects("--next-hop-mac", "02:00", "aa:bb:cc:dd:ee:ff");
     let (ok, err) = run(&["--fabric", "lo"]);
     assert!(!ok && err.contains("--attach"), "{err}");
+}
+
+#[test]
+fn bad_config_files_fail_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb-m1.toml");
+    let cases = [
+        (
+            "mode = \"vxlan\"\n",
+            "mode: \"vxlan\" is not one of l2, ipip",
+        ),
+        (
+            "bucket_bits = 40\n",
+            "bucket_bits: 40 is not a bucket bit count: use 4 to 12",
+        ),
+        (
+            "xdp_mode = \"offload\"\n",
+            "xdp_mode: \"offload\" is not supported",
+        ),
+        ("insides = [\"10.0.0.0/8\"]\n", "unknown key \"insides\""),
+        (
+            "[[interfaces]]\nname = \"lo\"\nside = \"up\"\n",
+            "interfaces[0].side: \"up\" is not one of inside, outside, both",
+        ),
+        // Valid file, but the interface does not exist: named by its key too.
+        (
+            "inside_sources = [\"10.0.0.0/8\"]\ncluster = [\"127.0.0.1:1\"]\n\
+             [[interfaces]]\nname = \"mfp-nope2\"\n",
+            "interfaces[0].name in ",
+        ),
+    ];
+    for (text, needle) in cases {
+        std::fs::write(&path, text).unwrap();
+        let (ok, err) = run(&["--config", path.to_str().unwrap()]);
+        assert!(!ok, "{text:?} accepted");
+        assert!(
+            err.contains(needle),
+            "{text:?}: error lacks {needle:?}: {err}"
+        );
+        assert!(
+            err.contains(path.to_str().unwrap()),
+            "{text:?}: error does not name the file: {err}"
+        );
+    }
+}
+
+/// `(status, body)` of `GET path` on 127.0.0.1:`port`, with a minimal HTTP/1.0 client.
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Ok((status, body))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills and reaps a child process when dropped (test failure included).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A missing `--config` file is waited for while `/healthz` answers and `/readyz`
+/// says what is awaited; SIGTERM ends the wait with exit 0. A file that then appears
+/// invalid ends the process with the key named.
+#[test]
+fn waits_for_a_missing_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb-m1.toml");
+    let port = free_port();
+    let spawn = || {
+        KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
+                .args(["--config", path.to_str().unwrap()])
+                .args(["--http-listen", &format!("127.0.0.1:{port}")])
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let wait_exit = |child: &mut KillOnDrop| {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = child.0.try_wait().unwrap() {
+                return st;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "no exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let wait_ready_probe = || {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = http_get(port, "/readyz") {
+                return r;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "/readyz never answered"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let mut child = spawn();
+    let (code, body) = wait_ready_probe();
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("waiting for the configuration file") && body.contains("lb-m1.toml"),
+        "{body}"
+    );
+    assert_eq!(http_get(port, "/healthz").unwrap(), (200, "ok\n".into()));
+    // Still waiting after more than one poll.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "exited while waiting"
+    );
+    // SAFETY: signalling our own child by its pid.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "exit status {status}");
+    let mut out = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(
+        out.matches("waiting for the configuration file to appear")
+            .count(),
+        1,
+        "says once that it waits: {out}"
+    );
+
+    // Appearing invalid: exits non-zero, naming the key.
+    let mut child = spawn();
+    wait_ready_probe();
+    std::fs::write(&path, "mode = \"l3\"\n").unwrap();
+    let status = wait_exit(&mut child);
+    assert!(!status.success());
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("mode: \"l3\" is not one of l2, ipip"), "{err}");
 }
