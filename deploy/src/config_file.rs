@@ -1,10 +1,13 @@
 //! The configuration files the operator writes into each Nat's ConfigMap: `node.toml`
 //! for the workers (flat keys, the same names as `mfplane-node`'s flags) and one
-//! `lb-<machine>.toml` per load-balancer machine. Files, not flags, so that a change
-//! reaches running pods without restarting them (and the StatefulSet template stays
-//! unchanged).
+//! `lb-<machine>.toml` per load-balancer machine. Files, not flags, so that the
+//! StatefulSet template (and with it every worker pod) stays unchanged when the Nat's
+//! settings change; `mfplane-node` reads its file when it starts, so a changed value
+//! reaches a worker at its next restart.
 //!
 //! `deploy/README.md` lists every key; the node and LB daemons own their meaning.
+//! `tests/worker_contract.rs` keeps the rendered worker files as fixtures that
+//! `mfplane-node`'s own parser checks (`node/tests/config_operator_files.rs`).
 
 use serde::Serialize;
 
@@ -92,6 +95,10 @@ pub struct LbConfigFile {
     pub inside_sources: Vec<String>,
     /// Worker gRPC addresses to watch the bucket table from, tried in turn.
     pub cluster: Vec<String>,
+    /// The interface towards the workers (the machine's `spec.fabric`); without it the
+    /// LB uses its only interface, or its only one with side `both`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fabric: Option<String>,
     /// Host interfaces to attach to.
     pub interfaces: Vec<LbInterface>,
 }
@@ -138,6 +145,7 @@ impl LbConfigFile {
             external_ips: nat.spec.external_ips.clone(),
             inside_sources: nat.spec.inside_sources.clone(),
             cluster: (0..members).map(|i| names.grpc_address(i)).collect(),
+            fabric: machine.spec.fabric.clone(),
             interfaces,
         }
     }
