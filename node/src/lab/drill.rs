@@ -87,6 +87,9 @@ pub struct DrillReport {
     pub endpoints_checked: u32,
     /// ... and found the same both times and equal to what the server saw.
     pub endpoints_unchanged: u32,
+    /// Connections whose session changed owner (bucket moved) during the drill: the
+    /// ones the fault actually put to the test.
+    pub moved: u32,
     /// One line per connection that did not survive or changed its mapping.
     pub failures: Vec<String>,
 }
@@ -128,6 +131,7 @@ impl fmt::Display for DrillReport {
             "  external endpoints:     {} / {} unchanged",
             self.endpoints_unchanged, self.endpoints_checked
         )?;
+        writeln!(f, "  moved to a new owner:   {}", self.moved)?;
         for line in self.failures.iter().take(20) {
             writeln!(f, "  ! {line}")?;
         }
@@ -469,7 +473,7 @@ fn report(
     let mut survived = 0;
     let mut stalls = Vec::new();
     let mut bytes = 0u64;
-    let (mut checked, mut unchanged) = (0, 0);
+    let (mut checked, mut unchanged, mut moved) = (0, 0, 0);
     for id in 0..opts.connections {
         let (Some(cc), Some(sc)) = (c.get(&id), s.get(&id)) else {
             failures.push(format!("connection {id}: never reached the server"));
@@ -498,6 +502,9 @@ fn report(
         }
         if let (Some(b), Some(a)) = (before.get(&id), after.get(&id)) {
             checked += 1;
+            if b.owner != a.owner {
+                moved += 1;
+            }
             if b.external == a.external && b.external == sc.peer {
                 unchanged += 1;
             } else {
@@ -531,6 +538,7 @@ fn report(
         bytes_verified: bytes,
         endpoints_checked: checked,
         endpoints_unchanged: unchanged,
+        moved,
         failures,
     }
 }
