@@ -269,7 +269,7 @@ pub fn sample_nodes() -> Result<Vec<Node>> {
     };
     let mut nodes = vec![node(
         "lb-1",
-        serde_json::json!({"role": "lb", "xdpMode": "native",
+        serde_json::json!({"role": "lb", "xdpMode": "native", "fabric": "ens1f0",
             "interfaces": [{"name": "ens1f0", "side": "inside"}, {"name": "ens1f1", "side": "outside"}]}),
     )?];
     for i in 1..=3 {

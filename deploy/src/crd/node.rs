@@ -52,6 +52,15 @@ pub struct NodeSpec {
         )
     )]
     pub interfaces: Vec<DataInterface>,
+    /// `lb` machines: the interface towards the workers, where steered packets leave.
+    /// Needed when the LB has several interfaces and not exactly one with side `both`
+    /// (the LB picks that one, or the only interface, by itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 15))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z0-9_.-]{1,15}$')").message(
+        "spec.fabric: not a Linux interface name (1-15 of a-z A-Z 0-9 _ . -)"
+    ))]
+    pub fabric: Option<String>,
     /// How XDP programs attach on this machine.
     #[serde(default)]
     pub xdp_mode: XdpMode,
