@@ -42,6 +42,10 @@ pub struct NodeConfigFile {
     /// Interface whose IPv4 address and MAC are the member's data address: `net1` for
     /// the first Multus attachment, [`DEFAULT_DATA_INTERFACE`] without Multus.
     pub data_interface: &'static str,
+    /// MAC of the router translated packets go to; absent: the data interface's
+    /// default gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_hop_mac: Option<String>,
 }
 
 impl NodeConfigFile {
@@ -58,6 +62,7 @@ impl NodeConfigFile {
             tcp_transitory_timeout: format!("{}s", s.timeouts.tcp_transitory_seconds),
             icmp_timeout: format!("{}s", s.timeouts.icmp_seconds),
             data_interface: data_interface(nat),
+            next_hop_mac: s.network.next_hop_mac.clone(),
         }
     }
 

@@ -21,8 +21,9 @@ fn fixture_dir(case: &str) -> PathBuf {
         .join(case)
 }
 
-/// The sample Nat (Multus attachment, optimistic, default timeouts) and a Nat on the
-/// pod network with strict commits and every timeout changed.
+/// The sample Nat (Multus attachment, optimistic, default timeouts, the gateway as next
+/// hop) and a Nat on the pod network with strict commits, every timeout changed and a
+/// fixed next hop.
 fn cases() -> Vec<(&'static str, Nat)> {
     let spec: NatSpec = serde_json::from_value(serde_json::json!({
         "replicas": 5,
@@ -30,6 +31,7 @@ fn cases() -> Vec<(&'static str, Nat)> {
         "insideSources": ["10.0.0.0/8", "100.64.0.0/10"],
         "bucketBits": 10,
         "commitMode": "strict",
+        "network": { "nextHopMAC": "00:00:5e:00:01:01" },
         "timeouts": {
             "udpSeconds": 600,
             "tcpEstablishedSeconds": 86400,
@@ -106,20 +108,21 @@ fn node_toml_uses_every_key_the_node_reads() {
         let table: toml::Table = toml::from_str(&text).unwrap();
         let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
         keys.sort_unstable();
-        assert_eq!(
-            keys,
-            [
-                "bucket_bits",
-                "commit_mode",
-                "data_interface",
-                "external_ips",
-                "icmp_timeout",
-                "inside_sources",
-                "tcp_established_timeout",
-                "tcp_transitory_timeout",
-                "udp_timeout",
-            ],
-            "{case}"
-        );
+        let mut expected = vec![
+            "bucket_bits",
+            "commit_mode",
+            "data_interface",
+            "external_ips",
+            "icmp_timeout",
+            "inside_sources",
+            "tcp_established_timeout",
+            "tcp_transitory_timeout",
+            "udp_timeout",
+        ];
+        if nat.spec.network.next_hop_mac.is_some() {
+            expected.insert(2, "next_hop_mac");
+            expected.sort_unstable();
+        }
+        assert_eq!(keys, expected, "{case}");
     }
 }

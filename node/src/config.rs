@@ -514,8 +514,19 @@ fn validate_datapath(a: &Args) -> Result<Option<DatapathSettings>> {
         .next_hop_mac
         .as_deref()
         .map(|m| {
-            m.parse::<MacAddr>()
-                .map_err(|e| bad("--next-hop-mac", e.to_string()))
+            let mac = m
+                .parse::<MacAddr>()
+                .map_err(|e| bad("--next-hop-mac", e.to_string()))?;
+            // A router has a unicast MAC: a group bit or all zeros is a typo.
+            if mac.0[0] & 1 != 0 || mac.0 == [0; 6] {
+                return Err(bad(
+                    "--next-hop-mac",
+                    format!(
+                        "next_hop_mac = {m:?} is not a unicast MAC: give the router's own MAC (ip neigh on the data network shows it)"
+                    ),
+                ));
+            }
+            Ok(mac)
         })
         .transpose()?;
     let inside_prefixes = if a.inside_sources.is_empty() {
@@ -884,6 +895,21 @@ mod tests {
             message.contains("inside_sources") && message.contains("10.0.0/8"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_next_hop_must_be_a_unicast_mac() {
+        for bad in [
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+            "02:00",
+        ] {
+            let (flag, message) =
+                message_of(args(&["--data-interface", "lo", "--next-hop-mac", bad]).validate(1));
+            assert_eq!(flag, "--next-hop-mac", "{bad}");
+            assert!(!message.is_empty());
+        }
     }
 
     #[test]

@@ -116,6 +116,11 @@ fn a_strict_nat_on_the_pod_network_is_accepted_with_every_value() {
         .map(ToString::to_string)
         .collect();
     assert_eq!(inside, ["10.0.0.0/8", "100.64.0.0/10"]);
+    assert_eq!(
+        d.next_hop_mac.map(|m| m.to_string()).as_deref(),
+        Some("00:00:5e:00:01:01"),
+        "spec.network.nextHopMAC"
+    );
 }
 
 /// The environment sits between the flags and the file, for the new keys as for the

@@ -340,6 +340,21 @@ pub struct DataNetwork {
     /// per worker pod, for SR-IOV device plugins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_name: Option<String>,
+    /// MAC of the router that translated packets are sent to. Default: the data
+    /// interface's default gateway, which each worker looks up when it starts (so the
+    /// attachment's IPAM must give the interface a default route). Set it for a router
+    /// with a fixed MAC (a VRRP virtual MAC, say) or an attachment without a default
+    /// route.
+    #[serde(
+        default,
+        rename = "nextHopMAC",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 17))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F][02468aceACE](:[0-9a-fA-F]{2}){5}$')").message(Message::Expression(
+        "'spec.network.nextHopMAC: ' + self + ' is not a unicast MAC address (write e.g. 00:00:5e:00:01:01)'".into()
+    )))]
+    pub next_hop_mac: Option<String>,
 }
 
 /// How the operator changes membership.

@@ -243,6 +243,23 @@ mod tests {
             "spec.network.attachments",
             "Bad_Name",
         );
+        for bad in [
+            "00:00:5e:00:01",
+            "01:00:5e:00:00:01",
+            "00-00-5e-00-01-01",
+            "zz:00:5e:00:01:01",
+        ] {
+            assert_rejected(
+                serde_json::json!({"network": {"nextHopMAC": bad}}),
+                "spec.network.nextHopMAC",
+                "is not a unicast MAC address",
+            );
+        }
+        validate_nat(
+            &nat(serde_json::json!({"network": {"nextHopMAC": "00:00:5E:00:01:01"}})),
+            None,
+        )
+        .unwrap();
         let mut n = nat(serde_json::json!({}));
         n.metadata.name = Some("a".repeat(41));
         assert!(
