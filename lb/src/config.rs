@@ -363,6 +363,19 @@ impl Args {
     /// A [`SettingError`] naming the flag or file key whose value cannot be used, or the
     /// setting that is missing.
     pub fn resolve_with(&self, file: Option<&ConfigFile>) -> Result<AgentConfig, SettingError> {
+        self.resolve_using(file, &Interface::by_name)
+    }
+
+    /// [`Args::resolve_with`] with `lookup` in place of this machine's interfaces: the
+    /// operator-contract tests resolve files written for other machines.
+    ///
+    /// # Errors
+    /// As [`Args::resolve_with`].
+    pub fn resolve_using(
+        &self,
+        file: Option<&ConfigFile>,
+        lookup: &dyn Fn(&str) -> crate::Result<Interface>,
+    ) -> Result<AgentConfig, SettingError> {
         let (specs, origin) = pick_list(
             &self.attach,
             "attach",
@@ -393,7 +406,7 @@ impl Args {
                     spec.name
                 )));
             }
-            let iface = Interface::by_name(&spec.name).map_err(|e| at.error(e.to_string()))?;
+            let iface = lookup(&spec.name).map_err(|e| at.error(e.to_string()))?;
             attach.push(Attachment {
                 iface,
                 side: spec.side,
@@ -407,9 +420,7 @@ impl Args {
             |f| f.fabric.clone(),
             "fabric",
         ) {
-            Some((name, origin)) => {
-                Interface::by_name(&name).map_err(|e| origin.error(e.to_string()))?
-            }
+            Some((name, origin)) => lookup(&name).map_err(|e| origin.error(e.to_string()))?,
             None => default_fabric(&attach)?,
         };
 
@@ -433,7 +444,7 @@ impl Args {
                 |f| f.fabric_ip,
                 "fabric_ip",
             ),
-            fabric.first_ipv4(),
+            fabric.ipv4,
             mode,
         ) {
             (Some((ip, _)), _, _) | (None, Some(ip), _) => ip,
@@ -524,7 +535,7 @@ impl Args {
             next_hop_mac: next_hop_mac.unwrap_or_default().0,
             ..LbSettings::default()
         };
-        if fabric.driver().as_deref() == Some("veth") {
+        if fabric.driver.as_deref() == Some("veth") {
             // veth's XDP_TX only wakes a peer that runs XDP itself; redirect instead.
             settings.flags |= LB_FLAG_REDIRECT_ON_FABRIC;
         }

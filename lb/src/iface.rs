@@ -6,12 +6,16 @@ use std::net::Ipv4Addr;
 use crate::error::{Error, Result};
 use crate::table::MacAddr;
 
-/// A network interface of this namespace.
+/// A network interface of this namespace, as it was when looked up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
     pub name: String,
     pub index: u32,
     pub mac: MacAddr,
+    /// Its first IPv4 address, if any.
+    pub ipv4: Option<Ipv4Addr>,
+    /// The kernel driver behind it (`veth`, `mlx5_core`, ...), if it says.
+    pub driver: Option<String>,
 }
 
 impl Interface {
@@ -35,45 +39,42 @@ impl Interface {
             name: name.to_owned(),
             index,
             mac,
+            ipv4: first_ipv4(name),
+            driver: driver_name(name).ok(),
         })
     }
+}
 
-    /// The kernel driver behind the interface (`veth`, `mlx5_core`, ...), if it says.
-    pub fn driver(&self) -> Option<String> {
-        driver_name(&self.name).ok()
+/// The first IPv4 address configured on interface `iface`, if any.
+fn first_ipv4(iface: &str) -> Option<Ipv4Addr> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return None;
     }
-
-    /// The first IPv4 address configured on the interface, if any.
-    pub fn first_ipv4(&self) -> Option<Ipv4Addr> {
-        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-        // SAFETY: getifaddrs fills `head` with a list we free below.
-        if unsafe { libc::getifaddrs(&mut head) } != 0 {
-            return None;
+    let mut found = None;
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
         }
-        let mut found = None;
-        let mut cur = head;
-        while !cur.is_null() {
-            // SAFETY: `cur` is a node of the list getifaddrs returned.
-            let ifa = unsafe { &*cur };
-            cur = ifa.ifa_next;
-            if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-                continue;
-            }
-            // SAFETY: non-null, NUL-terminated name owned by the list.
-            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
-            // SAFETY: non-null sockaddr owned by the list.
-            let family = unsafe { (*ifa.ifa_addr).sa_family };
-            if name.to_bytes() == self.name.as_bytes() && i32::from(family) == libc::AF_INET {
-                // SAFETY: AF_INET addresses are sockaddr_in.
-                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-                found = Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
-                break;
-            }
+        // SAFETY: non-null, NUL-terminated name owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        // SAFETY: non-null sockaddr owned by the list.
+        let family = unsafe { (*ifa.ifa_addr).sa_family };
+        if name.to_bytes() == iface.as_bytes() && i32::from(family) == libc::AF_INET {
+            // SAFETY: AF_INET addresses are sockaddr_in.
+            let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+            found = Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            break;
         }
-        // SAFETY: `head` came from getifaddrs and is freed once.
-        unsafe { libc::freeifaddrs(head) };
-        found
     }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    found
 }
 
 /// `struct ethtool_drvinfo` (linux/ethtool.h).
@@ -173,7 +174,7 @@ mod tests {
     fn loopback_is_found_and_unknown_is_named() {
         let lo = Interface::by_name("lo").unwrap();
         assert_eq!(lo.index, 1);
-        assert_eq!(lo.first_ipv4(), Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(lo.ipv4, Some(Ipv4Addr::LOCALHOST));
         let e = Interface::by_name("mfp-nonexistent")
             .unwrap_err()
             .to_string();
