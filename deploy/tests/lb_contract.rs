@@ -9,6 +9,9 @@
 //! Refresh after a deliberate change with
 //! `MFPLANE_BLESS=1 cargo test -p mfplane-operator --test lb_contract`.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use mfplane_operator::crd::{Nat, NatSpec, Node, NodeSpec};
