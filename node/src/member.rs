@@ -241,11 +241,15 @@ impl Member {
         }
         let leader = self.leader().ok_or(Error::NoLeader)?;
         let sent = Instant::now();
+        // An answer later than the next renewal is worth nothing, and waiting longer
+        // on a leader that just died would keep this member from renewing with its
+        // successor: a lapsed lease here makes the new leader move live buckets.
+        let timing = &self.config.timing;
         let reply = forward::send_to(
             &self.channels,
             &leader.addr,
             &ForwardRequest::RenewLease { node: self.id },
-            self.config.timing.rpc_timeout,
+            timing.rpc_timeout.min(timing.renew_interval()),
         )
         .await?;
         if let ForwardReply::Lease { epoch, .. } = reply {

@@ -102,6 +102,19 @@ async fn every_connection_survives_the_crash_of_the_busiest_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_survives_the_crash_of_the_raft_leader() {
+    if !require_root() {
+        return;
+    }
+    let r = drill("mfpci-lead-", Fault::CrashLeader).await;
+    assert_eq!(r.survived, CONNECTIONS);
+    // The other owners renew their leases with the new leader in time, so only the
+    // crashed leader's connections move.
+    let owned = r.target.as_ref().map_or(0, |(_, owned)| *owned);
+    assert_eq!(r.moved, owned, "only the crashed leader's connections move");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_connection_survives_a_scale_out_during_traffic() {
     if !require_root() {
         return;

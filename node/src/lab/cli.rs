@@ -51,6 +51,9 @@ pub struct DrillArgs {
     /// Long-lived TCP connections through the NAT.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=2000))]
     pub connections: u32,
+    /// Crash the Raft leader instead of the busiest worker.
+    #[arg(long, conflicts_with_all = ["scale_out", "scale_in"])]
+    pub crash_leader: bool,
     /// Add a worker during traffic instead of crashing one.
     #[arg(long, conflicts_with = "scale_in")]
     pub scale_out: bool,
@@ -81,6 +84,8 @@ impl DrillArgs {
                 Fault::ScaleOut
             } else if self.scale_in {
                 Fault::ScaleIn
+            } else if self.crash_leader {
+                Fault::CrashLeader
             } else {
                 Fault::CrashBusiestWorker
             },

@@ -29,6 +29,9 @@ pub const SERVER_PORT: u16 = 8080;
 pub enum Fault {
     /// SIGKILL the worker that owns the most connections and take its link down.
     CrashBusiestWorker,
+    /// SIGKILL the Raft leader and take its link down: the failover waits for an
+    /// election too, and every other owner must renew its lease with the successor.
+    CrashLeader,
     /// Add a worker while traffic flows (buckets move to it).
     ScaleOut,
     /// Drain and remove the newest worker while traffic flows.
@@ -39,6 +42,7 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Fault::CrashBusiestWorker => "crash of the busiest worker",
+            Fault::CrashLeader => "crash of the Raft leader",
             Fault::ScaleOut => "scale-out by one worker",
             Fault::ScaleIn => "scale-in by one worker",
         })
@@ -396,21 +400,27 @@ async fn inject(
     progress: &mut impl FnMut(&str),
 ) -> Result<Option<(String, u32)>> {
     match fault {
-        Fault::CrashBusiestWorker => {
+        Fault::CrashBusiestWorker | Fault::CrashLeader => {
             let status = lab.status().await?;
             let mut owned: BTreeMap<u64, u32> = BTreeMap::new();
             for m in before.values() {
                 *owned.entry(m.owner).or_default() += 1;
             }
-            let (node, count) = owned
-                .iter()
-                .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
-                .map(|(id, n)| (*id, *n))
-                .ok_or_else(|| LabError::Command {
-                    command: "drill".into(),
-                    detail: "no connection has a committed session: the NAT did not replicate them"
-                        .into(),
-                })?;
+            let node = if fault == Fault::CrashLeader {
+                status.leader_id
+            } else {
+                owned
+                    .iter()
+                    .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
+                    .map(|(id, _)| *id)
+                    .ok_or_else(|| LabError::Command {
+                        command: "drill".into(),
+                        detail:
+                            "no connection has a committed session: the NAT did not replicate them"
+                                .into(),
+                    })?
+            };
+            let count = owned.get(&node).copied().unwrap_or(0);
             let name = status
                 .members
                 .iter()
@@ -422,7 +432,7 @@ async fn inject(
                     .parse()
                     .map_err(|_| LabError::Command {
                         command: "drill".into(),
-                        detail: format!("owner {node} ({name:?}) is not a lab worker"),
+                        detail: format!("node {node} ({name:?}) is not a lab worker"),
                     })?;
             progress(&format!(
                 "crashing {name} (node {node}, owns {count} connections): SIGKILL + link down"
