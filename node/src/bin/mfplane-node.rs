@@ -8,12 +8,17 @@ use mfplane_node::{Args, Node, Storage, Transport};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
+/// Log filter unless `MFPLANE_LOG` says otherwise. openraft warns on every failed
+/// heartbeat and replication attempt, 20 lines a second for each member that is down;
+/// the controller logs the event that matters (a lapsed lease moving buckets) once.
+const DEFAULT_LOG: &str = "info,openraft=warn,openraft::core::heartbeat=error,\
+    openraft::replication=error,openraft::engine::handler::replication_handler=error";
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::registry()
         .with(
-            EnvFilter::try_from_env("MFPLANE_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+            EnvFilter::try_from_env("MFPLANE_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .with(tracing_subscriber::fmt::layer().with_target(false))
         .init();
