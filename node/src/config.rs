@@ -4,6 +4,16 @@
 //! Every setting can come from all three places so that the same binary runs by hand,
 //! in a systemd unit and in a Kubernetes pod. Validation names the flag that is wrong,
 //! because that is what the operator has to change.
+//!
+//! `data_interface` is the one switch of the packet data path: it turns it on and
+//! supplies the member's data address; `inside_sources`, `commit_mode`, the session
+//! timeouts and `next_hop_mac` configure that path and are refused without it. The
+//! Kubernetes operator's `node.toml` is exactly such a file (checked against its
+//! rendering by `tests/config_operator_files.rs`).
+//!
+//! Everything is read once, when the member starts: a changed file takes effect at
+//! the next start (the data path's engine is built with its timeouts and prefixes,
+//! and `bucket_bits`/`external_ips` matter only when a cluster is initialized).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
