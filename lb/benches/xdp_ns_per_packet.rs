@@ -34,7 +34,29 @@ fn main() {
     let table = fixture_table(1, BucketBits::DEFAULT, 3, round_robin(|_| false));
     let inside = Ipv4Addr::new(10, 1, 2, 3);
     let outside = Ipv4Addr::new(203, 0, 113, 7);
-    let cases: [(&str, Vec<u8>, XdpAction); 5] = [
+    let outbound = Ip::new(
+        inside,
+        outside,
+        L4::Tcp {
+            sport: 40000,
+            dport: 443,
+        },
+    )
+    .frame();
+    // Whether an interface is declared outside-only; `false` is the one-armed LB.
+    let cases: [(&str, Vec<u8>, XdpAction, bool); 7] = [
+        (
+            "outbound steer, outside check (allowed)",
+            outbound.clone(),
+            XdpAction::Tx,
+            true,
+        ),
+        (
+            "outbound on outside-only iface (spoofed)",
+            outbound.clone(),
+            XdpAction::Drop,
+            true,
+        ),
         (
             "outbound steer (TCP, flow hash)",
             Ip::new(
@@ -47,6 +69,7 @@ fn main() {
             )
             .frame(),
             XdpAction::Tx,
+            false,
         ),
         (
             "inbound steer (UDP, dst port)",
@@ -60,6 +83,7 @@ fn main() {
             )
             .frame(),
             XdpAction::Tx,
+            false,
         ),
         (
             "pass (neither inside nor external)",
@@ -70,6 +94,7 @@ fn main() {
             )
             .frame(),
             XdpAction::Pass,
+            false,
         ),
         (
             "pass (inside to inside: no hash lookup)",
@@ -80,19 +105,30 @@ fn main() {
             )
             .frame(),
             XdpAction::Pass,
+            false,
         ),
         (
             "ARP (not IPv4)",
             mfplane_lb::testkit::ethernet([0xff; 6], [2; 6], 0x0806, &[0; 28]),
             XdpAction::Pass,
+            false,
         ),
     ];
     println!(
         "LB XDP program, BPF_PROG_TEST_RUN, repeat = {repeat}, {ROUNDS} rounds per case \
          (min and median of the kernel's per-run average)"
     );
-    for (name, frame, expect) in &cases {
-        install_fixture(&mut dp, &fixture_settings(SteerMode::L2, true), &table);
+    let lo = mfplane_lb::iface::Interface::by_name("lo").unwrap();
+    for (name, frame, expect, outside_check) in &cases {
+        let mut settings = fixture_settings(SteerMode::L2, true);
+        if *outside_check {
+            // BPF_PROG_TEST_RUN delivers on loopback: outside-only for the spoofed
+            // case; otherwise another interface is, and the check runs and misses.
+            let spoofed = *expect == XdpAction::Drop;
+            let second = if spoofed { lo.index } else { 0 };
+            settings.outside_ifindex = [lo.index + 1000, second, 0, 0];
+        }
+        install_fixture(&mut dp, &settings, &table);
         let mut rounds: Vec<f64> = (0..ROUNDS)
             .map(|_| {
                 let (action, ns) = run_repeat(&dp, frame, repeat);

@@ -12,7 +12,11 @@
 //! inside prefix to outside them: outbound; to an external IP: inbound), not by the
 //! interface it arrived on, so every attached interface runs the same program. The
 //! side an interface is declared with (`inside`, `outside`, `both`) records how the
-//! machine is wired: it picks the default fabric and shows in the logs.
+//! machine is wired: it picks the default fabric, shows in the logs and `/readyz`,
+//! and `outside` turns on the one check that depends on the interface: a packet from
+//! an inside prefix arriving on an outside-only interface is spoofed (an inside
+//! address cannot come from the internet) and is dropped and counted, instead of
+//! taking a NAT session. `inside` and `both` accept everything.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -23,7 +27,8 @@ use std::str::FromStr;
 use clap::{Parser, ValueEnum};
 use mfplane_core::BucketBits;
 use mfplane_core::lb_maps::{
-    Ipv4Prefix, LB_FLAG_REDIRECT_ON_FABRIC, LbSettings, MAX_INSIDE_PREFIXES, SteerMode,
+    Ipv4Prefix, LB_FLAG_REDIRECT_ON_FABRIC, LbSettings, MAX_INSIDE_PREFIXES, MAX_OUTSIDE_IFACES,
+    SteerMode,
 };
 
 use crate::config_file::{ConfigFile, parse_interface_name};
@@ -539,6 +544,21 @@ impl Args {
             // veth's XDP_TX only wakes a peer that runs XDP itself; redirect instead.
             settings.flags |= LB_FLAG_REDIRECT_ON_FABRIC;
         }
+        let outside: Vec<u32> = attach
+            .iter()
+            .filter(|a| a.side == Side::Outside)
+            .map(|a| a.iface.index)
+            .collect();
+        if outside.len() > MAX_OUTSIDE_IFACES {
+            return Err(origin.error(format!(
+                "{} interfaces have side outside; at most {MAX_OUTSIDE_IFACES} can be \
+                 (bond them, or declare some both)",
+                outside.len()
+            )));
+        }
+        for (slot, ifindex) in settings.outside_ifindex.iter_mut().zip(outside) {
+            *slot = ifindex;
+        }
         for (slot, cidr) in settings.inside.iter_mut().zip(&inside) {
             *slot = cidr.prefix();
         }
@@ -712,6 +732,10 @@ side = "inside"
         let c = Args::default().resolve_with(Some(&f)).unwrap();
         assert_eq!(c.attach.len(), 1);
         assert_eq!(c.attach[0].side, Side::Inside);
+        assert_eq!(
+            c.settings.outside_ifindex, [0; MAX_OUTSIDE_IFACES],
+            "no outside-only interface"
+        );
         assert_eq!(c.fabric.name, "lo", "the only interface is the fabric");
         assert_eq!(c.xdp_mode, XdpModeChoice::Generic);
         assert_eq!(c.settings.mode, SteerMode::IpIp as u32);
@@ -773,6 +797,7 @@ name = "mfp-nope1"
         let c = a.resolve_with(Some(&f)).unwrap();
         assert_eq!(c.attach[0].iface.name, "lo");
         assert_eq!(c.attach[0].side, Side::Outside);
+        assert!(c.settings.is_outside_only(1));
         assert_eq!(c.fabric.name, "lo");
         assert_eq!(c.settings.mode, SteerMode::L2 as u32);
         assert_eq!(c.xdp_mode, XdpModeChoice::Native);

@@ -575,6 +575,66 @@ fn not_configured_passes_and_no_table_drops() {
     );
 }
 
+/// An interface declared outside-only (here loopback, where `BPF_PROG_TEST_RUN`
+/// delivers) drops inside sources as spoofed and still steers inbound traffic; the
+/// list ends at its first empty slot.
+#[test]
+fn outside_only_interface_drops_inside_sources() {
+    let Some(mut dp) = datapath_or_skip("outside_only_interface_drops_inside_sources") else {
+        return;
+    };
+    let t = table();
+    let lo = mfplane_lb::iface::Interface::by_name("lo").unwrap();
+    let mut settings = fixture_settings(SteerMode::L2, true);
+    settings.outside_ifindex = [lo.index + 1000, lo.index, 0, 0];
+    install_fixture(&mut dp, &settings, &t);
+
+    let sport = port_with(true, 6);
+    let outbound = Ip::new(INSIDE_HOST, REMOTE, L4::Tcp { sport, dport: 443 }).frame();
+    let in_port = (1024..u16::MAX)
+        .find(|p| !unowned(inbound_bucket(bits8(), *p).0))
+        .unwrap();
+    let inbound = Ip::new(
+        REMOTE,
+        EXTERNAL[0],
+        L4::Udp {
+            sport: 53,
+            dport: in_port,
+        },
+    )
+    .frame();
+    let in_owner = owner(&t, inbound_bucket(bits8(), in_port));
+    let out_owner = owner(&t, out_bucket(INSIDE_HOST, sport, 6));
+    run_cases(
+        &mut dp,
+        &[
+            dropped(
+                "inside source on an outside-only interface",
+                outbound.clone(),
+                LbCounter::DropSpoofedInside,
+            ),
+            l2_steered(
+                "inbound on an outside-only interface",
+                inbound,
+                in_owner,
+                LbCounter::Inbound,
+            ),
+        ],
+    );
+    // Loopback past the first empty slot: not outside-only, steered as before.
+    settings.outside_ifindex = [lo.index + 1000, 0, lo.index, 0];
+    dp.set_settings(&settings).unwrap();
+    run_cases(
+        &mut dp,
+        &[l2_steered(
+            "inside source, interface not outside-only",
+            outbound,
+            out_owner,
+            LbCounter::Outbound,
+        )],
+    );
+}
+
 fn assert_ipv4_header_valid(frame: &[u8]) {
     let h = &frame[14..34];
     assert_eq!(checksum(h), 0, "outer IPv4 header checksum");

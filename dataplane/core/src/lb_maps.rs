@@ -10,8 +10,8 @@
 //! table or the whole new one, never a half-written mix.
 //!
 //! # Maps
-//! - [`MAP_LB_SETTINGS`]: `Array<LbSettings>`, one entry: mode, fabric interface and
-//!   the inside prefixes. Written once at startup.
+//! - [`MAP_LB_SETTINGS`]: `Array<LbSettings>`, one entry: mode, fabric interface, the
+//!   outside-only interfaces and the inside prefixes. Written once at startup.
 //! - [`MAP_LB_ACTIVE`]: `Array<Generation>`, one entry: the generation in use.
 //! - [`MAP_LB_GEN_CFG`]: `Array<DataplaneConfig>`, two entries (one per generation).
 //! - [`MAP_LB_BUCKETS`]: `Array<OwnerSlot>`, `2 * MAX_BUCKETS` entries, index
@@ -53,6 +53,8 @@ pub const LB_BUCKET_ENTRIES: u32 = GENERATIONS * MAX_BUCKETS;
 pub const LB_OWNER_ENTRIES: u32 = GENERATIONS * MAX_OWNERS;
 /// Entries of [`MAP_LB_EXTERNAL`]: external IPs a cluster may have.
 pub const MAX_EXTERNAL_IPS: u32 = 1024;
+/// Interfaces an LB may declare outside-only ([`LbSettings::outside_ifindex`]).
+pub const MAX_OUTSIDE_IFACES: usize = 4;
 /// Entries of [`MAP_LB_FRAGS`]: first fragments remembered at once.
 pub const MAX_LB_FRAGS: u32 = 16384;
 /// Value of a [`MAP_LB_FRAGS`] entry whose first fragment went to the kernel (e.g. a
@@ -178,6 +180,12 @@ pub struct LbSettings {
     pub flags: u8,
     /// Explicit padding; always zero.
     pub _pad: [u8; 3],
+    /// Interface indexes of the interfaces declared outside-only (facing the
+    /// internet), 0 in unused slots. A packet from an inside prefix cannot come from
+    /// the internet: arriving on one of these it is spoofed and dropped
+    /// ([`LbCounter::DropSpoofedInside`]) instead of being given a NAT session. In the
+    /// settings, not a map: the check costs a few compares, not a hash lookup.
+    pub outside_ifindex: [u32; MAX_OUTSIDE_IFACES],
     /// The inside prefixes: traffic from these (to anywhere outside them) is outbound.
     pub inside: [Ipv4Prefix; MAX_INSIDE_PREFIXES],
 }
@@ -193,6 +201,7 @@ impl Default for LbSettings {
             next_hop_mac: [0; 6],
             flags: 0,
             _pad: [0; 3],
+            outside_ifindex: [0; MAX_OUTSIDE_IFACES],
             inside: [Ipv4Prefix { addr: 0, mask: 0 }; MAX_INSIDE_PREFIXES],
         }
     }
@@ -209,6 +218,24 @@ impl LbSettings {
                 return false;
             }
             if self.inside[i].contains(ip) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// `true` if interface `ifindex` is declared outside-only (0 never is).
+    #[inline(always)]
+    pub fn is_outside_only(&self, ifindex: u32) -> bool {
+        let mut i = 0;
+        // Constant bound: the verifier sees a bounded loop.
+        while i < MAX_OUTSIDE_IFACES {
+            let slot = self.outside_ifindex[i];
+            if slot == 0 {
+                return false;
+            }
+            if slot == ifindex {
                 return true;
             }
             i += 1;
@@ -313,6 +340,9 @@ lb_counters! {
     DropNoFabric = (Drop, "no_fabric"),
     /// Drop: the frame could not grow for the IP-in-IP header.
     DropEncap = (Drop, "encap_failed"),
+    /// Drop: a source in an inside prefix arrived on an outside-only interface
+    /// (spoofed from the internet; it would take a NAT session).
+    DropSpoofedInside = (Drop, "spoofed_inside_source"),
     /// Event: steered as outbound (from an inside prefix).
     Outbound = (Event, "outbound"),
     /// Event: steered as inbound (to an external IP).
@@ -348,10 +378,25 @@ mod tests {
     fn layouts_are_fixed() {
         assert_eq!(size_of::<Generation>(), 4);
         assert_eq!(size_of::<Ipv4Prefix>(), 8);
-        assert_eq!(size_of::<LbSettings>(), 32 + 8 * MAX_INSIDE_PREFIXES);
+        assert_eq!(
+            size_of::<LbSettings>(),
+            32 + 4 * MAX_OUTSIDE_IFACES + 8 * MAX_INSIDE_PREFIXES
+        );
         assert_eq!(align_of::<LbSettings>(), 4);
         assert_eq!(size_of::<SteerMode>(), 4);
         assert_eq!(size_of::<LbCounter>(), 4);
+    }
+
+    #[test]
+    fn outside_only_interfaces() {
+        let mut s = LbSettings::default();
+        assert!(!s.is_outside_only(0) && !s.is_outside_only(3));
+        s.outside_ifindex[0] = 3;
+        s.outside_ifindex[1] = 7;
+        assert!(s.is_outside_only(3) && s.is_outside_only(7));
+        assert!(!s.is_outside_only(0) && !s.is_outside_only(4));
+        s.outside_ifindex = [1, 2, 3, 4];
+        assert!(s.is_outside_only(4));
     }
 
     #[test]

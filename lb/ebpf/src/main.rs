@@ -5,7 +5,8 @@
 //! endpoint, inbound packets (to an external IP) by their destination port, both with
 //! the `mfplane-core` functions the workers use, so the LB and the owner never
 //! disagree. Everything else (ARP, IPv6, traffic that is neither) passes to the
-//! kernel. Malformed IPv4 is dropped and counted, never steered.
+//! kernel. Malformed IPv4 is dropped and counted, never steered, and so is a packet
+//! from an inside prefix that arrives on an interface declared outside-only (spoofed).
 //!
 //! # Layout
 //! - [`consts`]: XDP actions and outer-header constants.
@@ -75,6 +76,11 @@ fn steer(ctx: &XdpContext) -> ControlFlow<u32, u32> {
     } else {
         return ControlFlow::Break(PASS);
     };
+    // An inside source cannot come from the internet: on an outside-only interface it
+    // is spoofed, and steering it would hand the sender a NAT session.
+    if dir == Direction::Outbound && settings.is_outside_only(ctx.ingress_ifindex() as u32) {
+        return drop_with(LbCounter::DropSpoofedInside);
+    }
     let Some(table) = active_table() else {
         return drop_with(LbCounter::DropNoTable);
     };
