@@ -4,14 +4,20 @@
 //!
 //! - `strict`: every frame of a new session leaves only once the session is in the
 //!   committed state, and in the order it arrived;
-//! - `optimistic`: the first frame leaves before the commit.
+//! - `optimistic`: the first frame leaves before the commit;
+//! - a mapping the cluster refuses (a rival mapping of the same inside endpoint is in
+//!   the same batch, ahead of it) never leaves in strict mode, and does leave in
+//!   optimistic mode: that is the difference the operator chooses between.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use mfplane_core::{Endpoint, Proto, SessionKey};
+use mfplane_core::{
+    BucketBits, BucketId, BucketPorts, Endpoint, FlowHashKey, Proto, SessionKey, SessionRecord,
+    outbound_bucket,
+};
 use mfplane_dataplane::io::{IoError, PacketIo};
 use mfplane_node::config::CommitMode;
 use mfplane_node::datapath::held::HoldLimits;
@@ -31,6 +37,8 @@ const REMOTE: Endpoint = Endpoint {
     ip: 0xc633_640a, // 198.51.100.10
     port: 53,
 };
+/// 203.0.113.10, the cluster's external IP.
+const EXTERNAL_IP: u32 = 0xcb00_710a;
 const KEY: SessionKey = SessionKey {
     proto: Proto::Udp,
     inside: INSIDE,
@@ -145,11 +153,46 @@ async fn single_member() -> (NodeHandle, Arc<Member>) {
     (node, member)
 }
 
+/// A mapping of the test session in another bucket than the one the engine allocates
+/// in: proposed first, it commits and the engine's own mapping is refused.
+fn rival_mapping() -> SessionRecord {
+    let bits = BucketBits::DEFAULT;
+    let engines = outbound_bucket(
+        &FlowHashKey::DEFAULT,
+        bits,
+        INSIDE.ip,
+        INSIDE.port,
+        Proto::Udp as u8,
+    );
+    let bucket = BucketId((engines.0 + 1) % u16::try_from(bits.count()).expect("few buckets"));
+    let port = BucketPorts::new(bits, bucket)
+        .and_then(|p| p.nth(0))
+        .expect("a port of the bucket");
+    SessionRecord {
+        key: KEY,
+        external: Endpoint {
+            ip: EXTERNAL_IP,
+            port,
+        },
+        bucket,
+        created_ms: 0,
+    }
+}
+
 /// Sends two frames of a new session through the data path in `mode` and returns what
-/// left, in order, with whether the session had committed at that moment.
-async fn two_frames_through(mode: CommitMode) -> Vec<(Vec<u8>, bool)> {
+/// left, with whether the session had committed at that moment. With `rival`, a rival
+/// mapping is proposed first and the frames that left within 2 s of its commit are
+/// returned, however few.
+async fn two_frames_through(
+    mode: CommitMode,
+    rival: Option<SessionRecord>,
+) -> Vec<(Vec<u8>, bool)> {
     let (node, member) = single_member().await;
     let proposer = node.proposer().expect("the proposer runs");
+    let rival_commit = rival.map(|r| {
+        let p = proposer.clone();
+        tokio::spawn(async move { p.propose(vec![r]).await })
+    });
     let (in_tx, in_rx) = mpsc::unbounded_channel();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
     let io = ChannelIo {
@@ -176,9 +219,32 @@ async fn two_frames_through(mode: CommitMode) -> Vec<(Vec<u8>, bool)> {
         node.core.shutdown_signal(),
     );
     let frames = async {
+        // The rival is queued in the proposer's batch ahead of the engine's mapping.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         in_tx.send(outbound(1)).expect("the data path runs");
         in_tx.send(outbound(2)).expect("the data path runs");
         let mut out = Vec::new();
+        if let Some(commit) = rival_commit {
+            let outcome = tokio::time::timeout(LIMIT, commit)
+                .await
+                .expect("the rival's batch commits in time")
+                .expect("the proposing task")
+                .expect("the rival is proposed");
+            assert!(
+                matches!(outcome[..], [mfplane_node::Outcome::Accepted]),
+                "{outcome:?}"
+            );
+            assert_eq!(
+                member.state().session(&KEY).map(|r| r.external),
+                rival.map(|r| r.external),
+                "the rival mapping is the committed one"
+            );
+            let until = tokio::time::Instant::now() + Duration::from_secs(2);
+            while let Ok(Some(sent)) = tokio::time::timeout_at(until, out_rx.recv()).await {
+                out.push(sent);
+            }
+            return out;
+        }
         while out.len() < 2 {
             let sent = tokio::time::timeout(LIMIT, out_rx.recv())
                 .await
@@ -204,9 +270,17 @@ async fn two_frames_through(mode: CommitMode) -> Vec<(Vec<u8>, bool)> {
     out
 }
 
+/// The translated source (external endpoint) of an outbound UDP frame.
+fn source_of(frame: &[u8]) -> Endpoint {
+    Endpoint {
+        ip: u32::from_be_bytes([frame[26], frame[27], frame[28], frame[29]]),
+        port: u16::from_be_bytes([frame[34], frame[35]]),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_sends_a_new_session_s_frames_only_after_its_commit() {
-    let out = two_frames_through(CommitMode::Strict).await;
+    let out = two_frames_through(CommitMode::Strict, None).await;
     for (frame, committed) in &out {
         assert!(
             committed,
@@ -227,11 +301,41 @@ async fn strict_mode_sends_a_new_session_s_frames_only_after_its_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optimistic_mode_sends_the_first_frame_before_the_commit() {
-    let out = two_frames_through(CommitMode::Optimistic).await;
+    let out = two_frames_through(CommitMode::Optimistic, None).await;
     let (first, committed) = &out[0];
     assert_eq!(ident_of(first), 1);
     assert!(
         !committed,
         "optimistic mode must not wait for the commit (batch delay 1s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_never_sends_with_a_refused_mapping() {
+    let rival = rival_mapping();
+    let out = two_frames_through(CommitMode::Strict, Some(rival)).await;
+    // Both frames were translated with the engine's own mapping, which the cluster
+    // refused: they are dropped, not sent late and not sent re-translated.
+    let sources: Vec<Endpoint> = out.iter().map(|(f, _)| source_of(f)).collect();
+    assert!(
+        out.is_empty(),
+        "{} frames left, with sources {sources:?}; the committed mapping is {:?}",
+        out.len(),
+        rival.external
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimistic_mode_sends_with_a_mapping_that_is_later_refused() {
+    let rival = rival_mapping();
+    let out = two_frames_through(CommitMode::Optimistic, Some(rival)).await;
+    let refused_used = out
+        .iter()
+        .filter(|(f, _)| source_of(f) != rival.external)
+        .count();
+    assert!(
+        refused_used >= 1,
+        "optimistic mode sends at once, with its own mapping: {:?}",
+        out.iter().map(|(f, _)| source_of(f)).collect::<Vec<_>>()
     );
 }

@@ -110,6 +110,7 @@ pub async fn serve(
         worker: WorkerOptions {
             inside_prefixes: settings.inside_prefixes,
             timeouts: settings.timeouts,
+            ..WorkerOptions::default()
         },
         expiry_interval: Duration::from_secs(1),
         commit_mode: settings.commit_mode,
@@ -130,7 +131,7 @@ pub async fn run<I: PacketIo>(
     cfg: DatapathConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut worker = NatWorker::new(member.clone(), &cfg.worker)?;
+    let mut worker = NatWorker::new(member.clone(), &cfg.worker, now())?;
     let (decided_tx, mut decided_rx) = mpsc::unbounded_channel::<Decided>();
     // Strict mode: frames of sessions whose proposal is in flight wait here.
     let mut held = (cfg.commit_mode == CommitMode::Strict).then(|| HeldFrames::new(cfg.hold));
@@ -150,10 +151,10 @@ pub async fn run<I: PacketIo>(
             biased;
             _ = shutdown.wait_for(|s| *s) => break,
             Some(decided) = decided_rx.recv() => {
-                for key in &decided.refused {
-                    worker.reject(key);
+                for rec in &decided.refused {
+                    worker.reject(rec, now());
                     if let Some(h) = &mut held {
-                        count_dropped(HoldDrop::Refused, h.refused(key));
+                        count_dropped(HoldDrop::Refused, h.refused(&rec.key));
                     }
                 }
                 if let Some(h) = &mut held {
@@ -258,7 +259,7 @@ struct Decided {
     /// Committed; reported only in strict mode, where their held frames can go.
     committed: Vec<SessionKey>,
     /// Refused or unanswered: to be undone (and their held frames dropped).
-    refused: Vec<SessionKey>,
+    refused: Vec<mfplane_core::SessionRecord>,
 }
 
 /// Proposes `created` in the background and sends the outcome back to the data path:
@@ -271,14 +272,14 @@ fn propose(
 ) {
     let proposer = proposer.clone();
     tokio::spawn(async move {
-        let keys: Vec<SessionKey> = created.iter().map(|r| r.key).collect();
+        let records = created.clone();
         let mut outcome = Decided::default();
         match proposer.propose(created).await {
             Ok(outcomes) => {
-                for (key, o) in keys.iter().zip(&outcomes) {
+                for (rec, o) in records.iter().zip(&outcomes) {
                     match o {
-                        Outcome::Rejected(_) => outcome.refused.push(*key),
-                        Outcome::Accepted if report_committed => outcome.committed.push(*key),
+                        Outcome::Rejected(_) => outcome.refused.push(*rec),
+                        Outcome::Accepted if report_committed => outcome.committed.push(rec.key),
                         Outcome::Accepted => {}
                     }
                 }
@@ -291,8 +292,8 @@ fn propose(
                 // Not committed and not refused: the cluster did not answer (no leader,
                 // no lease). The mapping stays unreplicated; undo it so it cannot collide
                 // with an allocation a new owner makes.
-                tracing::warn!(error = %e, sessions = keys.len(), "proposing new sessions failed; undoing them");
-                outcome.refused = keys;
+                tracing::warn!(error = %e, sessions = records.len(), "proposing new sessions failed; undoing them");
+                outcome.refused = records;
             }
         }
         if !outcome.committed.is_empty() || !outcome.refused.is_empty() {
