@@ -10,6 +10,7 @@ use mfplane_proto::admin::{
     JoinResponse, Member as PbMember, NodeRequest, StatusRequest, admin_client::AdminClient,
     admin_server,
 };
+use mfplane_raft_store::{Epoch, NodeId};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -62,6 +63,36 @@ impl AdminService {
             ))),
         }
     }
+
+    /// A change to one member (`NodeRequest`): `local` carries it out on the leader
+    /// and returns the epoch afterwards with a message for the operator; a follower
+    /// sends the same request to the leader with `remote`.
+    async fn node_change<L, LF, R, RF>(
+        &self,
+        request: Request<NodeRequest>,
+        local: L,
+        remote: R,
+    ) -> Result<Response<ChangeResponse>, Status>
+    where
+        L: FnOnce(Arc<Member>, NodeId) -> LF,
+        LF: Future<Output = Result<(Epoch, String), Error>>,
+        R: FnOnce(AdminClient<Channel>, NodeRequest) -> RF,
+        RF: Future<Output = Result<Response<ChangeResponse>, Status>>,
+    {
+        let r = request.into_inner();
+        let id = convert::node_id(r.node_id).map_err(status)?;
+        self.on_leader(
+            |m| async move {
+                let (epoch, message) = local(m, id).await?;
+                Ok(ChangeResponse {
+                    epoch: epoch.0,
+                    message,
+                })
+            },
+            |c| remote(c, r),
+        )
+        .await
+    }
 }
 
 #[tonic::async_trait]
@@ -95,17 +126,13 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<NodeRequest>,
     ) -> Result<Response<ChangeResponse>, Status> {
-        let r = request.into_inner();
-        let id = convert::node_id(r.node_id).map_err(status)?;
-        self.on_leader(
-            |m| async move {
+        self.node_change(
+            request,
+            |m, id| async move {
                 let message = admin_ops::promote(&m, id).await?;
-                Ok(ChangeResponse {
-                    epoch: m.applied_epoch().0,
-                    message,
-                })
+                Ok((m.applied_epoch(), message))
             },
-            |mut c| async move { c.promote(r).await },
+            |mut c, r| async move { c.promote(r).await },
         )
         .await
     }
@@ -114,17 +141,14 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<NodeRequest>,
     ) -> Result<Response<ChangeResponse>, Status> {
-        let r = request.into_inner();
-        let id = convert::node_id(r.node_id).map_err(status)?;
-        self.on_leader(
-            |m| async move {
+        self.node_change(
+            request,
+            |m, id| async move {
                 let epoch = admin_ops::drain(&m, id).await?;
-                Ok(ChangeResponse {
-                    epoch: epoch.0,
-                    message: format!("node {id} is drained: it owns no buckets at epoch {epoch}"),
-                })
+                let message = format!("node {id} is drained: it owns no buckets at epoch {epoch}");
+                Ok((epoch, message))
             },
-            |mut c| async move { c.drain(r).await },
+            |mut c, r| async move { c.drain(r).await },
         )
         .await
     }
@@ -133,17 +157,13 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<NodeRequest>,
     ) -> Result<Response<ChangeResponse>, Status> {
-        let r = request.into_inner();
-        let id = convert::node_id(r.node_id).map_err(status)?;
-        self.on_leader(
-            |m| async move {
+        self.node_change(
+            request,
+            |m, id| async move {
                 let epoch = admin_ops::remove(&m, id).await?;
-                Ok(ChangeResponse {
-                    epoch: epoch.0,
-                    message: format!("node {id} is removed; its id is retired"),
-                })
+                Ok((epoch, format!("node {id} is removed; its id is retired")))
             },
-            |mut c| async move { c.remove(r).await },
+            |mut c, r| async move { c.remove(r).await },
         )
         .await
     }
@@ -152,17 +172,13 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<NodeRequest>,
     ) -> Result<Response<ChangeResponse>, Status> {
-        let r = request.into_inner();
-        let id = convert::node_id(r.node_id).map_err(status)?;
-        self.on_leader(
-            |m| async move {
+        self.node_change(
+            request,
+            |m, id| async move {
                 let message = admin_ops::transfer_leader(&m, id).await?;
-                Ok(ChangeResponse {
-                    epoch: m.applied_epoch().0,
-                    message,
-                })
+                Ok((m.applied_epoch(), message))
             },
-            |mut c| async move { c.transfer_leader(r).await },
+            |mut c, r| async move { c.transfer_leader(r).await },
         )
         .await
     }
