@@ -157,17 +157,31 @@ async fn lifecycle(open: impl Fn() -> (LogStore, StateMachineStore)) {
     assert_eq!(rejected.len(), 1);
     // Snapshots were taken by policy and the log was purged behind them.
     let last = raft.metrics().borrow_watched().last_applied.unwrap();
-    raft.trigger().snapshot().await.unwrap();
-    raft.wait(WAIT)
-        .metrics(
-            |m| {
-                m.snapshot.is_some_and(|s| s.index >= last.index)
-                    && m.purged.is_some_and(|p| p.index >= last.index)
-            },
-            "snapshot at the last applied entry, log purged up to it",
-        )
-        .await
-        .unwrap();
+    // A trigger while a policy snapshot is still being built is dropped, so trigger
+    // again until the snapshot covers `last` (bounded: 20 tries of 500 ms).
+    let mut covered = false;
+    for _ in 0..20 {
+        raft.trigger().snapshot().await.unwrap();
+        covered = raft
+            .wait(Some(Duration::from_millis(500)))
+            .metrics(
+                |m| {
+                    m.snapshot.is_some_and(|s| s.index >= last.index)
+                        && m.purged.is_some_and(|p| p.index >= last.index)
+                },
+                "snapshot at the last applied entry, log purged up to it",
+            )
+            .await
+            .is_ok();
+        if covered {
+            break;
+        }
+    }
+    assert!(
+        covered,
+        "no snapshot at the last applied entry {last} with the log purged up to it: {:?}",
+        raft.metrics().borrow_watched()
+    );
     // More entries after the snapshot: these come back by re-applying the log.
     // (The response's log id, not the metrics: metrics may lag the response.)
     let applied = raft
