@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use mfplane_raft_store::{Epoch, NodeId};
@@ -174,6 +175,8 @@ impl LeaseTable {
 #[derive(Debug, Default)]
 pub struct OwnLease {
     inner: Mutex<Option<Grant>>,
+    /// Test-only fault (see [`Self::inject_overlong`]); 0 in the daemon.
+    overlong: AtomicU32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -186,11 +189,24 @@ struct Grant {
 impl OwnLease {
     /// Records a renewal answered by the leader for a request sent at `sent_at`.
     pub fn grant(&self, sent_at: Instant, lease: Duration, min_epoch: Epoch) {
+        let lease = match self.overlong.load(Ordering::Relaxed) {
+            0 => lease,
+            factor => lease * factor,
+        };
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let until = sent_at + lease;
         if g.is_none_or(|old| old.until < until) {
             *g = Some(Grant { until, min_epoch });
         }
+    }
+
+    /// Test-only: a deliberate fault, so that a test can prove its checker catches it.
+    /// From now on this member believes every lease it is granted lasts `factor` times
+    /// longer than the leader waits before moving its buckets, i.e. the leader moves
+    /// them while this owner still allocates in them. The daemon never calls this.
+    #[doc(hidden)]
+    pub fn inject_overlong(&self, factor: u32) {
+        self.overlong.store(factor, Ordering::Relaxed);
     }
 
     /// Drops the lease (leadership changed hands, shutdown).

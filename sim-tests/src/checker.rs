@@ -310,7 +310,8 @@ impl Checker {
         let mut found = found_state;
         for l in live {
             let me = l.worker.member.id;
-            let e = lock(&l.worker.engine);
+            let w = lock(&l.worker.nat);
+            let e = w.engine();
             for rec in e.export() {
                 let Some(s) = e.session(&rec.key) else {
                     continue;
@@ -336,21 +337,21 @@ impl Checker {
                         l.index, rec.key, rec.external, c.external
                     ));
                 }
-                // The lease rule: no allocation after the bucket went to someone else.
-                if s.origin == Origin::Local
-                    && state.session(&rec.key) != Some(&rec)
+            }
+        }
+        // The lease rule: no allocation after the bucket went to someone else. Every
+        // allocation is checked, also one the data path withdrew again at once.
+        for (i, slot) in lock(&world.workers).iter() {
+            for (me, rec) in std::mem::take(&mut *lock(&slot.allocated)) {
+                let created = rec.created_ms.saturating_sub(CLOCK_BASE_MS);
+                if state.session(&rec.key) != Some(&rec)
                     && let Some(&(Some(o), since)) = self.owner_since.get(usize::from(rec.bucket.0))
                     && o != me
-                    && rec.created_ms.saturating_sub(CLOCK_BASE_MS) > since + LEASE_RULE_SLACK_MS
+                    && created > since + LEASE_RULE_SLACK_MS
                 {
                     found.push(format!(
-                        "lease violated: n{} allocated {:?} -> {:?} at t={}ms in bucket {} which n{} owns since t={since}ms",
-                        l.index,
-                        rec.key,
-                        rec.external,
-                        rec.created_ms.saturating_sub(CLOCK_BASE_MS),
-                        rec.bucket.0,
-                        o.0
+                        "lease violated: n{i} allocated {:?} -> {:?} at t={created}ms in bucket {} which n{} owns since t={since}ms",
+                        rec.key, rec.external, rec.bucket.0, o.0
                     ));
                 }
             }

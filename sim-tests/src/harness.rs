@@ -148,12 +148,12 @@ impl<'a> Harness<'a> {
 
     /// Registers worker `i`'s host (the first one bootstraps, the others join).
     pub fn add_worker(&mut self, i: usize) {
-        let mut timing = self.cfg.timing;
-        if self.cfg.bug == Bug::LeaseMismatch && i == 3 {
-            // The deliberate bug: n3 believes its lease lasts five times longer than
-            // the leader waits.
-            timing.lease *= 5;
-        }
+        // The lease bug is n3's alone: it believes its lease lasts longer than the
+        // others wait.
+        let bug = match self.cfg.bug {
+            Bug::LeaseMismatch if i != 3 => Bug::None,
+            bug => bug,
+        };
         let spec = WorkerSpec {
             index: i,
             init: i == 1,
@@ -165,9 +165,9 @@ impl<'a> Harness<'a> {
                     .map(|j| net::grpc_addr(&net::worker(j)))
                     .collect()
             },
-            timing,
+            timing: self.cfg.timing,
             seed: member_seed(self.cfg.seed, i),
-            bug: self.cfg.bug,
+            bug,
         };
         let world = self.world.clone();
         self.sim.host(net::worker(i).as_str(), move || {

@@ -1,7 +1,7 @@
 //! Deterministic simulation of a whole mfplane cluster with turmoil, running the real
 //! node library (gRPC over simulated TCP, openraft with a seeded RNG, in-memory storage
 //! that survives crashes, the controller, leases and group commit) and real NAT
-//! engines, with a simulated LB and thousands of flows, under crashes, partitions,
+//! data paths, with a simulated LB and thousands of flows, under crashes, partitions,
 //! restarts and scale events; an invariant checker proves DESIGN §2.4 on every run.
 //!
 //! A run is a pure function of its seed: turmoil seeds the network and tokio's RNG
@@ -16,14 +16,16 @@
 //! - Replay one seed: `SIM_SEED=17 cargo test -p mfplane-sim-tests --test scenarios
 //!   s4_partitions -- --nocapture`; a failure prints exactly this command.
 //! - `SIM_FLOWS=N` changes the number of flows (default 1000).
-//! - With `--nocapture` every seed prints its timings, and every test the p50/max of
+//! - With `--nocapture` every seed prints its trace hash (equal across runs and
+//!   processes for one seed) and its timings, and every test the p50/max of
 //!   each kind of recovery (failover, rebalance, heal).
 //!
 //! # Layout
 //! - [`net`]: host names and ports, the node's transport on turmoil TCP, gRPC channels.
 //! - [`packet`]: simulated packets (real IPv4/TCP/UDP bytes) and bursts.
 //! - [`world`]: what hosts publish for the checker; the deliberate [`world::Bug`]s.
-//! - [`worker`]: a worker host: `Node::start` plus the data path around an `Engine`.
+//! - [`worker`]: a worker host: `Node::start` plus the node's `NatWorker`, driven as
+//!   the daemon's packet loop drives it.
 //! - [`lb`]: the simulated LB following `Steering.Watch`.
 //! - [`traffic`]: the traffic generator (inside hosts and remote servers).
 //! - [`operator`]: Admin calls as the Kubernetes operator makes them.

@@ -50,8 +50,9 @@ pub fn run_seeds(test: &str, ci: u64, run: impl Fn(u64) -> Report) -> Vec<Report
             );
         }
         eprintln!(
-            "{test} seed {seed}: ok in {:?} wall, {:?} simulated, {} sessions committed, {} probes, {} replies, recoveries {}",
+            "{test} seed {seed}: ok in {:?} wall, trace {:016x}, {:?} simulated, {} sessions committed, {} probes, {} replies, recoveries {}",
             t.elapsed(),
+            report.trace_hash,
             report.sim_time,
             report.committed,
             report.probes,

@@ -1,31 +1,39 @@
 //! A worker host: the real node library (`Node::start` on turmoil TCP and in-memory
-//! storage) plus the worker's data path around a real NAT [`Engine`].
+//! storage) and the daemon's data path, the node's own [`NatWorker`], fed with
+//! simulated packets.
 //!
-//! The data path is what the daemon's packet path does around the engine:
-//! - it imports every committed session (from the state machine's `Applied` stream,
-//!   after a full load at start), so any worker can take over any bucket;
-//! - it lets the engine allocate only in the buckets this member owns in its applied
-//!   table, and only while it holds a bucket lease;
-//! - it forwards the first packet of a new session at once (optimistic commit) and
-//!   proposes the new session through the real [`SessionProposer`] (group commit);
-//! - a session the cluster refuses, or whose fate stays unknown once the lease is gone,
-//!   is withdrawn from the engine; the committed mapping always wins.
+//! The loop here is the daemon's packet loop (`mfplane_node::datapath::packet_loop`)
+//! with a UDP socket in place of the packet socket and the simulated clock in place of
+//! the wall clock: new sessions are forwarded at once (optimistic commit) and proposed
+//! through the real [`SessionProposer`] with the loop's own [`packet_loop::propose`];
+//! refused or unanswered ones are undone with [`NatWorker::reject`]; applied changes
+//! are taken in with [`NatWorker::sync`]; ownership is re-checked on the same short
+//! timer, and idle sessions are proposed for removal with
+//! [`packet_loop::propose_removal`]. Everything the data path decides (imports,
+//! ownership under the lease, committed-wins) is the node's code.
+//!
+//! One difference, for the checker: the worker sits behind a mutex so the checker can
+//! read its engine between simulation steps, and therefore the loop waits for applied
+//! changes on a subscription of its own (a wake-up only) instead of
+//! [`NatWorker::wait_applied`], which would hold the worker across the wait.
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mfplane_core::{BucketId, FlowHashKey, SessionRecord};
-use mfplane_dataplane::engine::{Engine, EngineConfig, Timestamp, Verdict};
+use mfplane_dataplane::engine::{Timestamp, Verdict};
 use mfplane_node::config::Args;
-use mfplane_node::member::Member;
-use mfplane_node::{Node, NodeConfig, Outcome, SessionProposer, Storage};
-use mfplane_raft_store::{Applied, Epoch};
+use mfplane_node::datapath::nat_worker::InjectedFault;
+use mfplane_node::datapath::packet_loop::{self, Decided};
+use mfplane_node::datapath::{NatWorker, WorkerOptions};
+use mfplane_node::{Node, NodeConfig, SessionProposer, Storage};
+use mfplane_raft_store::NodeId;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 
 use crate::net::{self, DATA_PORT, TRAFFIC};
 use crate::packet::{Burst, frames};
-use crate::world::{Bug, WorkerLive, World, lock};
+use crate::world::{Bug, WorkerLive, WorkerSlot, World, lock};
 
 /// The cluster's external IPs (TEST-NET-2).
 pub const EXTERNAL_IPS: [Ipv4Addr; 2] = [
@@ -35,6 +43,14 @@ pub const EXTERNAL_IPS: [Ipv4Addr; 2] = [
 
 /// Added to simulated time for the engine's millisecond clock (`created_ms`).
 pub const CLOCK_BASE_MS: u64 = 1_700_000_000_000;
+
+/// How often the data path re-checks its lease and bucket table, as the daemon's loop.
+const OWNERSHIP_CHECK: Duration = Duration::from_millis(10);
+/// How often idle sessions are looked for, as the daemon's loop.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How many times longer than the leader's wait [`Bug::LeaseMismatch`]'s owner
+/// believes its lease lasts.
+const LEASE_MISMATCH_FACTOR: u32 = 5;
 
 /// Member timings used in the simulation.
 ///
@@ -130,6 +146,9 @@ pub async fn run(spec: WorkerSpec, world: Arc<World>) -> turmoil::Result {
     let storage = Storage::open_memory(&slot.backend);
     let node = Node::start(config, transport, storage).await?;
     let member = node.core.wait_member().await;
+    if spec.bug == Bug::LeaseMismatch {
+        member.own_lease.inject_overlong(LEASE_MISMATCH_FACTOR);
+    }
     let proposer = loop {
         if let Some(p) = node.proposer() {
             break p;
@@ -137,198 +156,89 @@ pub async fn run(spec: WorkerSpec, world: Arc<World>) -> turmoil::Result {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     // A joining member learns the cluster configuration by replication.
-    let engine_config = loop {
-        if let Some(c) = member.state().config() {
-            let mut e = EngineConfig::new(c.external_ips.clone());
-            e.bucket_bits = c.bucket_bits;
-            e.hash_key = FlowHashKey::DEFAULT;
-            break e;
-        }
+    while member.state().config().is_none() {
         tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    let engine = Arc::new(Mutex::new(Engine::new(engine_config)?));
-    let sock = turmoil::net::UdpSocket::bind(("0.0.0.0", DATA_PORT)).await?;
-    let mut events = member.sm.subscribe();
-    if spec.bug != Bug::NoResyncOnBoot {
-        resync(&member, &engine);
     }
+    let opts = WorkerOptions {
+        fault: match spec.bug {
+            Bug::NoResyncOnBoot => InjectedFault::SkipImportAtStart,
+            Bug::None | Bug::LeaseMismatch => InjectedFault::None,
+        },
+        ..WorkerOptions::default()
+    };
+    // Subscribed before the worker subscribes itself, so every change the worker will
+    // find also wakes this loop.
+    let mut applied = member.sm.subscribe();
+    let nat = Arc::new(Mutex::new(NatWorker::new(member.clone(), &opts, now())?));
+    let sock = turmoil::net::UdpSocket::bind(("0.0.0.0", DATA_PORT)).await?;
+    let me = member.id;
     *lock(&slot.live) = Some(WorkerLive {
-        member: member.clone(),
-        engine: engine.clone(),
+        member,
+        nat: nat.clone(),
     });
     *lock(&slot.boots) += 1;
-    let mut datapath = DataPath {
-        member,
-        proposer,
-        engine,
-        owned: None,
-    };
+
+    let (decided_tx, mut decided_rx) = mpsc::unbounded_channel::<Decided>();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut refresh = tokio::time::interval(Duration::from_millis(10));
+    let mut ownership = tokio::time::interval(OWNERSHIP_CHECK);
+    ownership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
-            ev = events.recv() => match ev {
-                Ok(Applied::SessionsCreated(recs)) => datapath.import(&recs),
-                Ok(Applied::SessionsRemoved(keys)) => {
-                    let mut e = lock(&datapath.engine);
-                    for k in keys {
-                        e.remove(&k);
-                    }
+            Some(decided) = decided_rx.recv() => {
+                let mut w = lock(&nat);
+                for rec in &decided.refused {
+                    w.reject(rec, now());
                 }
-                Ok(Applied::SnapshotInstalled) | Err(RecvError::Lagged(_)) => {
-                    resync(&datapath.member, &datapath.engine);
-                }
-                Ok(_) => {}
+            }
+            ev = applied.recv() => match ev {
+                Ok(_) | Err(RecvError::Lagged(_)) => lock(&nat).sync(now()),
                 // The store is gone: the node is shutting down.
                 Err(RecvError::Closed) => std::future::pending::<()>().await,
             },
+            _ = ownership.tick() => lock(&nat).refresh_ownership(),
+            _ = expiry.tick() => {
+                let keys = lock(&nat).expired(now());
+                packet_loop::propose_removal(&proposer, keys);
+            }
             r = sock.recv_from(&mut buf) => {
                 let (n, _) = r?;
-                datapath.refresh_ownership();
-                let out = datapath.process(&buf[..n]);
+                let out = process(&nat, &proposer, &decided_tx, &slot, me, &buf[..n]);
                 if !out.is_empty() {
                     sock.send_to(&out, (TRAFFIC, DATA_PORT)).await?;
                 }
             }
-            _ = refresh.tick() => datapath.refresh_ownership(),
         }
     }
 }
 
-/// Loads every committed session into the engine (start-up, snapshot, lag).
-fn resync(member: &Member, engine: &Mutex<Engine>) {
-    let mut recs: Vec<SessionRecord> = member.state().sessions().copied().collect();
-    recs.sort_unstable_by_key(|r| r.key);
-    let mut e = lock(engine);
-    for r in recs {
-        import_one(&mut e, r);
-    }
-}
-
-/// Installs a committed session; the committed mapping replaces any local one that
-/// disagrees with it (by key or by external endpoint).
-fn import_one(e: &mut Engine, rec: SessionRecord) {
-    use mfplane_dataplane::Error;
-    match e.import(rec, now()) {
-        Ok(()) => {}
-        Err(Error::KeyConflict { .. }) => {
-            e.remove(&rec.key);
-            let _ = e.import(rec, now());
-        }
-        Err(Error::ExternalTaken { other, .. }) => {
-            e.remove(&other);
-            let _ = e.import(rec, now());
-        }
-        Err(err) => tracing::warn!(error = %err, "committed session not importable"),
-    }
-}
-
-struct DataPath {
-    member: Arc<Member>,
-    proposer: SessionProposer,
-    engine: Arc<Mutex<Engine>>,
-    /// What the engine was last told it owns: the applied epoch and whether the lease
-    /// was valid.
-    owned: Option<(Epoch, bool)>,
-}
-
-impl DataPath {
-    fn import(&self, recs: &[SessionRecord]) {
-        let mut e = lock(&self.engine);
-        for r in recs {
-            import_one(&mut e, *r);
-        }
-    }
-
-    /// Gives the engine the buckets this member owns, or none without a lease.
-    fn refresh_ownership(&mut self) {
-        let valid = self.member.lease_valid();
-        let (epoch, buckets): (Epoch, Vec<BucketId>) = {
-            let s = self.member.state();
-            (s.epoch(), s.buckets().owned_by(self.member.id).collect())
-        };
-        if self.owned == Some((epoch, valid)) {
-            return;
-        }
-        self.owned = Some((epoch, valid));
-        let buckets = if valid { buckets } else { Vec::new() };
-        lock(&self.engine).set_owned_buckets(buckets);
-    }
-
-    /// Translates one burst; returns the burst for the traffic generator and starts
-    /// the confirmation of the sessions it created.
-    fn process(&mut self, datagram: &[u8]) -> Vec<u8> {
-        let now = now();
-        let mut out = Burst::default();
-        let created: Vec<SessionRecord> = {
-            let mut e = lock(&self.engine);
-            for frame in frames(datagram) {
-                let mut f = frame.to_vec();
-                if let Verdict::Translated(_) = e.process_ipv4(&mut f, now) {
-                    out.push(&f);
-                }
-            }
-            e.drain_created().collect()
-        };
+/// Translates one burst as the daemon's loop translates frames: every new session is
+/// proposed (and logged in `slot` for the checker), and whatever was translated goes
+/// back to the traffic generator.
+fn process(
+    nat: &Mutex<NatWorker>,
+    proposer: &SessionProposer,
+    decided: &mpsc::UnboundedSender<Decided>,
+    slot: &WorkerSlot,
+    me: NodeId,
+    datagram: &[u8],
+) -> Vec<u8> {
+    let now = now();
+    let mut out = Burst::default();
+    let mut w = lock(nat);
+    for frame in frames(datagram) {
+        let mut f = frame.to_vec();
+        let verdict = w.process_ipv4(&mut f, now);
+        let created = w.take_created();
         if !created.is_empty() {
-            tokio::spawn(confirm(
-                self.member.clone(),
-                self.proposer.clone(),
-                self.engine.clone(),
-                created,
-            ));
+            lock(&slot.allocated).extend(created.iter().map(|r| (me, *r)));
+            packet_loop::propose(proposer, created, false, decided.clone());
         }
-        out.take()
-    }
-}
-
-/// Proposes locally allocated sessions until their fate is known, then withdraws the
-/// refused ones (and those still unconfirmed once the lease is gone).
-async fn confirm(
-    member: Arc<Member>,
-    proposer: SessionProposer,
-    engine: Arc<Mutex<Engine>>,
-    records: Vec<SessionRecord>,
-) {
-    loop {
-        match proposer.propose(records.clone()).await {
-            Ok(outcomes) => {
-                for (r, o) in records.iter().zip(outcomes) {
-                    if let Outcome::Rejected(why) = o {
-                        tracing::debug!(key = ?r.key, ?why, "session refused; withdrawing it");
-                        withdraw(&member, &engine, r);
-                    }
-                }
-                return;
-            }
-            Err(e) => {
-                if !member.lease_valid() {
-                    tracing::debug!(error = %e, n = records.len(), "lease lost with sessions unconfirmed; withdrawing them");
-                    for r in &records {
-                        withdraw(&member, &engine, r);
-                    }
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        if let Verdict::Translated(_) = verdict {
+            out.push(&f);
         }
     }
-}
-
-/// Removes a local allocation that did not (or may not have) commit; a committed
-/// mapping for the key, if any, takes its place. If it commits later after all, the
-/// `Applied` stream imports it again.
-fn withdraw(member: &Member, engine: &Mutex<Engine>, r: &SessionRecord) {
-    let committed = member.state().session(&r.key).copied();
-    if committed == Some(*r) {
-        return;
-    }
-    let mut e = lock(engine);
-    if e.session(&r.key).is_some_and(|s| s.record == *r) {
-        e.remove(&r.key);
-    }
-    if let Some(c) = committed {
-        import_one(&mut e, c);
-    }
+    out.take()
 }

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use mfplane_core::{Endpoint, SessionKey};
-use mfplane_dataplane::engine::Engine;
+use mfplane_core::{Endpoint, SessionKey, SessionRecord};
+use mfplane_node::datapath::NatWorker;
 use mfplane_node::member::Member;
-use mfplane_raft_store::MemoryBackend;
+use mfplane_raft_store::{MemoryBackend, NodeId};
 
 /// Locks, ignoring poisoning: a panicking host fails the simulation anyway, and the
 /// checker must still be able to print what it saw.
@@ -22,20 +22,26 @@ pub enum Bug {
     None,
     /// Members disagree on the lease: the partitioned owner believes its lease lasts
     /// far longer than the leader waits before moving its buckets, so the leader moves
-    /// buckets before the owner's lease has expired.
+    /// buckets before the owner's lease has expired (the node's hidden
+    /// `OwnLease::inject_overlong` switch, on the affected member only).
     LeaseMismatch,
     /// A restarted worker serves packets without loading the committed sessions
-    /// first, so it allocates anew for flows that already have a mapping.
+    /// first, so it allocates anew for flows that already have a mapping (the data
+    /// path's hidden `InjectedFault::SkipImportAtStart`).
     NoResyncOnBoot,
 }
 
 /// One worker's slot: its storage (survives crashes) and, while it runs, its member
-/// and engine.
+/// and data path.
 #[derive(Debug, Default)]
 pub struct WorkerSlot {
     /// The member's persistent storage, kept outside the host so `bounce` finds it.
     pub backend: MemoryBackend,
     pub live: Mutex<Option<WorkerLive>>,
+    /// Every session the data path allocated (by which member) since the checker last
+    /// took them: the lease rule is checked on each allocation, however briefly it
+    /// lived in the engine.
+    pub allocated: Mutex<Vec<(NodeId, SessionRecord)>>,
     /// Completed boots, for traces.
     pub boots: Mutex<u32>,
 }
@@ -44,7 +50,8 @@ pub struct WorkerSlot {
 #[derive(Debug, Clone)]
 pub struct WorkerLive {
     pub member: Arc<Member>,
-    pub engine: Arc<Mutex<Engine>>,
+    /// The data path, whose engine the checker inspects.
+    pub nat: Arc<Mutex<NatWorker>>,
 }
 
 /// The simulated LB's current steering table.

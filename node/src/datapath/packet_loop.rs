@@ -172,17 +172,7 @@ pub async fn run<I: PacketIo>(
                     count_dropped(HoldDrop::TooLong, h.expire(now()));
                 }
             }
-            _ = expiry.tick() => {
-                let keys = worker.expired(now());
-                if !keys.is_empty() {
-                    let proposer = proposer.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = proposer.remove(keys).await {
-                            tracing::warn!(error = %e, "proposing expired sessions for removal failed; retrying next round");
-                        }
-                    });
-                }
-            }
+            _ = expiry.tick() => propose_removal(&proposer, worker.expired(now())),
             received = io.recv(&mut buf) => {
                 let n = match received {
                     Ok(n) => n,
@@ -255,16 +245,34 @@ fn count_dropped(why: HoldDrop, frames: usize) {
 
 /// The cluster's answer to one proposal, for the data path task.
 #[derive(Debug, Default)]
-struct Decided {
+pub struct Decided {
     /// Committed; reported only in strict mode, where their held frames can go.
-    committed: Vec<SessionKey>,
-    /// Refused or unanswered: to be undone (and their held frames dropped).
-    refused: Vec<mfplane_core::SessionRecord>,
+    pub committed: Vec<SessionKey>,
+    /// Refused or unanswered: to be undone with [`NatWorker::reject`] (and their held
+    /// frames dropped).
+    pub refused: Vec<mfplane_core::SessionRecord>,
+}
+
+/// Proposes the removal of expired sessions `keys` in the background; a failure is
+/// logged and the next expiry round finds them again.
+///
+/// Public, like [`propose`], so that the simulation drives a [`NatWorker`] exactly as
+/// this loop does.
+pub fn propose_removal(proposer: &SessionProposer, keys: Vec<SessionKey>) {
+    if keys.is_empty() {
+        return;
+    }
+    let proposer = proposer.clone();
+    tokio::spawn(async move {
+        if let Err(e) = proposer.remove(keys).await {
+            tracing::warn!(error = %e, "proposing expired sessions for removal failed; retrying next round");
+        }
+    });
 }
 
 /// Proposes `created` in the background and sends the outcome back to the data path:
 /// refused keys always (they are undone), committed ones if `report_committed`.
-fn propose(
+pub fn propose(
     proposer: &SessionProposer,
     created: Vec<mfplane_core::SessionRecord>,
     report_committed: bool,
