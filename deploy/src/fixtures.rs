@@ -6,6 +6,7 @@
 //! body), records them all, and checks each one against the generated RBAC rules, so a
 //! reconcile that needs a permission the manifests do not grant fails here.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
@@ -27,6 +28,10 @@ pub type BodyCheck = Box<dyn FnOnce(&Value) + Send>;
 pub enum Reply {
     /// Echo the request body (what server-side apply returns, near enough).
     Echo,
+    /// Echo the request body with 201 Created: the write created the object (a
+    /// server-side apply of an object that did not exist, which RBAC authorizes as
+    /// `create`).
+    Created,
     /// This status code and JSON body.
     Json(StatusCode, Value),
     /// This object with the request body's `status` put in (a status patch's answer).
@@ -41,6 +46,9 @@ pub struct Exchange {
     pub method: Method,
     /// Path without the query.
     pub path: String,
+    /// Whether `path` is a collection the request names an object of (the object's
+    /// name is made up by the client, as an event's is).
+    pub within: bool,
     /// The reply.
     pub reply: Reply,
     /// Extra assertions on the request body.
@@ -49,7 +57,8 @@ pub struct Exchange {
 
 impl std::fmt::Debug for Exchange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.method, self.path)
+        let within = if self.within { "/*" } else { "" };
+        write!(f, "{} {}{within}", self.method, self.path)
     }
 }
 
@@ -64,13 +73,28 @@ impl Exchange {
         Exchange {
             method,
             path: path.into(),
+            within: false,
             reply,
             check: None,
         }
     }
 
+    /// A request for some object in the collection at `path`.
+    pub fn within(method: Method, path: impl Into<String>, reply: Reply) -> Self {
+        Exchange {
+            within: true,
+            ..Exchange::new(method, path, reply)
+        }
+    }
+
     pub fn check(mut self, f: impl FnOnce(&Value) + Send + 'static) -> Self {
         self.check = Some(Box::new(f));
+        self
+    }
+
+    /// The same request, answered as the write that created its object.
+    pub fn creating(mut self) -> Self {
+        self.reply = Reply::Created;
         self
     }
 }
@@ -81,7 +105,43 @@ pub struct Seen {
     pub method: Method,
     pub path: String,
     pub query: String,
+    /// Whether it was a server-side apply.
+    pub apply: bool,
     pub body: Value,
+}
+
+impl Seen {
+    /// The request line and headers; the body is read separately.
+    fn head(request: &Request<Body>) -> Seen {
+        Seen {
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or_default().to_owned(),
+            apply: is_apply(request),
+            body: Value::Null,
+        }
+    }
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).expect("reply")))
+        .expect("response")
+}
+
+impl Exchange {
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        *method == self.method
+            && if self.within {
+                path.strip_prefix(self.path.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+            } else {
+                path == self.path
+            }
+    }
 }
 
 /// The mock API server's handle.
@@ -99,9 +159,13 @@ impl ApiServerVerifier {
                     .next_request()
                     .await
                     .expect("the operator stopped calling the API server");
-                let method = request.method().clone();
-                let path = request.uri().path().to_owned();
-                let query = request.uri().query().unwrap_or_default().to_owned();
+                let Seen {
+                    method,
+                    path,
+                    query,
+                    apply,
+                    ..
+                } = Seen::head(&request);
                 let bytes = request
                     .into_body()
                     .collect_bytes()
@@ -112,19 +176,18 @@ impl ApiServerVerifier {
                 } else {
                     serde_json::from_slice(&bytes).expect("JSON body")
                 };
-                assert_eq!(
-                    (&method, path.as_str()),
-                    (&exchange.method, exchange.path.as_str()),
-                    "request #{i}: expected {} {}, got {method} {path}?{query} with {body}",
-                    exchange.method,
-                    exchange.path
+                assert!(
+                    exchange.matches(&method, &path),
+                    "request #{i}: expected {exchange:?}, got {method} {path}?{query} with {body}"
                 );
-                assert_rbac_allows(&method, &path, &query);
+                let created = matches!(exchange.reply, Reply::Created);
+                assert_rbac_allows(&method, &path, &query, apply && created);
                 if let Some(check) = exchange.check {
                     check(&body);
                 }
                 let (code, reply) = match exchange.reply {
                     Reply::Echo => (StatusCode::OK, body.clone()),
+                    Reply::Created => (StatusCode::CREATED, body.clone()),
                     Reply::Json(code, v) => (code, v),
                     Reply::WithStatus(mut v) => {
                         v["status"] = body["status"].clone();
@@ -136,16 +199,12 @@ impl ApiServerVerifier {
                                "message": format!("mock: {reason}"), "reason": reason, "code": code.as_u16()}),
                     ),
                 };
-                let response = Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&reply).expect("reply")))
-                    .expect("response");
-                send.send_response(response);
+                send.send_response(json_response(code, &reply));
                 seen.push(Seen {
                     method,
                     path,
                     query,
+                    apply,
                     body,
                 });
             }
@@ -154,8 +213,70 @@ impl ApiServerVerifier {
     }
 }
 
-/// Fails unless the generated RBAC allows the request.
-fn assert_rbac_allows(method: &Method, path: &str, query: &str) {
+impl ApiServerVerifier {
+    /// Answers like an API server without objects until the client has been quiet for
+    /// `quiet` (or `limit` has passed): every list is empty, every watch stays open and
+    /// sends nothing. Returns what it saw. For what the controllers list and watch,
+    /// which they ask for concurrently, in no fixed order.
+    pub fn serve_empty(
+        self,
+        quiet: std::time::Duration,
+        limit: std::time::Duration,
+    ) -> tokio::task::JoinHandle<Vec<Seen>> {
+        let mut handle = self.0;
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + limit;
+            let mut seen = Vec::new();
+            let mut open_watches = Vec::new();
+            while tokio::time::Instant::now() < deadline {
+                let Ok(Some((request, send))) =
+                    tokio::time::timeout(quiet, handle.next_request()).await
+                else {
+                    break;
+                };
+                let head = Seen::head(&request);
+                assert_rbac_allows(&head.method, &head.path, &head.query, false);
+                let watch = request_attributes(head.method.as_str(), &head.path, &head.query)
+                    .is_some_and(|a| a.verb == "watch");
+                if watch {
+                    open_watches.push(send);
+                } else {
+                    send.send_response(json_response(StatusCode::OK, &list("List", vec![])));
+                }
+                seen.push(head);
+            }
+            seen
+        })
+    }
+}
+
+/// An RBAC permission as `(group, resource, verb)`.
+pub type Permission = (String, String, String);
+
+thread_local! {
+    /// Every permission the requests served on this thread needed. The tests run on
+    /// the current-thread runtime, so a test that runs scenarios sees exactly theirs.
+    static EXERCISED: std::cell::RefCell<BTreeSet<Permission>> =
+        const { std::cell::RefCell::new(BTreeSet::new()) };
+}
+
+/// The permissions the requests served on this thread so far needed.
+pub fn exercised() -> BTreeSet<Permission> {
+    EXERCISED.with(|e| e.borrow().clone())
+}
+
+/// Whether the request is a server-side apply, which the API server authorizes as
+/// `patch` and, for an object that does not exist yet, `create`.
+fn is_apply(request: &Request<Body>) -> bool {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/apply-patch+yaml")
+}
+
+/// Fails unless the generated RBAC allows the request, and records what it needed.
+/// `creates`: a server-side apply that created its object, which needs `create` too.
+fn assert_rbac_allows(method: &Method, path: &str, query: &str, creates: bool) {
     let a = request_attributes(method.as_str(), path, query)
         .unwrap_or_else(|| panic!("not a resource request: {path}"));
     let scope =
@@ -164,16 +285,26 @@ fn assert_rbac_allows(method: &Method, path: &str, query: &str) {
         } else {
             Scope::Cluster
         };
-    assert!(
-        allows(
-            &rules(scope),
-            &a.group,
-            &a.resource,
-            &a.verb,
-            a.name.as_deref()
-        ),
-        "the generated RBAC does not allow {a:?} ({method} {path}); add it to rbac::API_USES"
-    );
+    let mut verbs = vec![a.verb.as_str()];
+    if creates {
+        verbs.push("create");
+    }
+    for verb in verbs {
+        assert!(
+            allows(
+                &rules(scope),
+                &a.group,
+                &a.resource,
+                verb,
+                a.name.as_deref()
+            ),
+            "the generated RBAC does not allow {verb} for {a:?} ({method} {path}); add it to rbac::API_USES"
+        );
+        EXERCISED.with(|e| {
+            e.borrow_mut()
+                .insert((a.group.clone(), a.resource.clone(), verb.to_owned()))
+        });
+    }
 }
 
 impl Context {
@@ -216,6 +347,16 @@ pub fn worker_pod(ordinal: u32, gate: Option<(&str, &str)>) -> Value {
         "spec": {"containers": [{"name": "node"}], "nodeName": "worker-1"},
         "status": {"phase": "Running", "conditions": conditions},
     })
+}
+
+/// `pod` with the Multus network-status annotation that reports `ip` and `mac` on the
+/// data interface of a Nat without attachments.
+pub fn with_data_address(mut pod: Value, ip: &str, mac: &str) -> Value {
+    let status = json!([{"name": "default", "interface": crate::config_file::DEFAULT_DATA_INTERFACE,
+                         "ips": [ip], "mac": mac, "default": true}]);
+    pod["metadata"]["annotations"] =
+        json!({ crate::names::MULTUS_NETWORK_STATUS: status.to_string() });
+    pod
 }
 
 /// A 404 for a missing object.

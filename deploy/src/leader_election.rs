@@ -263,7 +263,7 @@ impl LeaderElector {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn lease(holder: Option<&str>, renewed_at: i64, duration: i32) -> Lease {
@@ -287,7 +287,7 @@ mod tests {
         Timestamp::from_second(s).unwrap()
     }
 
-    mod against_the_api {
+    pub(crate) mod against_the_api {
         use http::{Method, StatusCode};
         use serde_json::json;
 
@@ -323,6 +323,18 @@ mod tests {
                 .expect("scenario timed out")
                 .expect("scenario");
         }
+
+        /// Every scenario of this module, for the check that each permission the RBAC
+        /// grants is used by one of them (`rbac::tests`).
+        pub(crate) const ALL: &[fn()] = &[
+            creates_a_missing_lease,
+            waits_while_another_replica_holds_a_fresh_lease,
+            takes_over_an_expired_lease_with_its_resource_version,
+            a_conflict_is_retried_from_a_fresh_read,
+            leading_ends_when_another_replica_holds_the_lease,
+            leading_ends_before_the_lease_can_expire_when_renewals_fail,
+            release_hands_the_lease_back,
+        ];
 
         #[tokio::test]
         async fn creates_a_missing_lease() {

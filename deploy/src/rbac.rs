@@ -341,4 +341,31 @@ mod tests {
         ));
         assert!(allows(&ns, "coordination.k8s.io", "leases", "create", None));
     }
+
+    #[test]
+    fn every_granted_permission_is_used_by_a_scenario() {
+        // The scenarios run on this thread and record what each request needed; any
+        // grant none of them needs is more than the operator uses.
+        for scenario in crate::controller::scenarios::ALL
+            .iter()
+            .chain(crate::leader_election::tests::against_the_api::ALL)
+        {
+            scenario();
+        }
+        let used = crate::fixtures::exercised();
+        let unused: Vec<String> = API_USES
+            .iter()
+            .flat_map(|u| {
+                u.verbs
+                    .iter()
+                    .map(move |v| (u.group.to_owned(), u.resource.to_owned(), (*v).to_owned()))
+            })
+            .filter(|p| !used.contains(p))
+            .map(|(g, r, v)| format!("{v} {g}/{r}"))
+            .collect();
+        assert!(
+            unused.is_empty(),
+            "granted but used by no scenario (drop it from API_USES, or add the scenario that needs it): {unused:?}"
+        );
+    }
 }

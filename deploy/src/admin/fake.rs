@@ -57,6 +57,8 @@ pub struct FakeState {
     pub fail_next: Option<AdminCode>,
     /// Every change call, in order, e.g. `Promote demo-1`.
     pub calls: Vec<String>,
+    /// Every Join request that registered a member, as sent.
+    pub joined: Vec<JoinRequest>,
 }
 
 /// The fake Admin API. Clones share one cluster.
@@ -78,6 +80,7 @@ impl Default for FakeAdmin {
             self_join: false,
             fail_next: None,
             calls: Vec::new(),
+            joined: Vec::new(),
         })))
     }
 }
@@ -313,6 +316,7 @@ impl ClusterAdmin for FakeAdmin {
             if s.members.iter().any(|m| m.view.name == request.name) {
                 return Ok(JoinOutcome::AlreadyMember);
             }
+            s.joined.push(request.clone());
             Ok(JoinOutcome::Joined(
                 s.register(&request.name, Role::Learner),
             ))

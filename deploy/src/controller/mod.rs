@@ -5,7 +5,7 @@ mod kube_io;
 mod nat;
 mod node;
 #[cfg(test)]
-mod scenarios;
+pub(crate) mod scenarios;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Reconcile scenarios against the scripted mock API server: every request the
 //! reconcilers send, in order, with their bodies checked where they carry a decision.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,12 +9,13 @@ use http::{Method, StatusCode};
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
-use super::{reconcile_nat, reconcile_node};
+use super::{WATCHED, reconcile_nat, reconcile_node};
 use crate::admin::fake::FakeAdmin;
 use crate::controller::Context;
 use crate::crd::{Nat, Node};
-use crate::fixtures::{Exchange, Reply, list, not_found, to_json, worker_pod};
-use crate::names::{NAT_FINALIZER, NODE_FINALIZER, NODE_LABEL_MANAGER};
+use crate::fixtures::{Exchange, Reply, list, not_found, to_json, with_data_address, worker_pod};
+use crate::names::{FIELD_MANAGER, NAT_FINALIZER, NODE_FINALIZER, NODE_LABEL_MANAGER};
+use crate::rbac::request_attributes;
 use crate::resources::test_nat;
 
 const NAT: &str = "/apis/mfplane.io/v1alpha1/namespaces/edge/nats/demo";
@@ -187,7 +189,7 @@ async fn create_builds_every_child_and_reports_initializing() {
     let (ctx, api) = Context::test(FakeAdmin::default());
     let n = nat(3);
     let mut script = reads(None, vec![]);
-    script.extend(applies(3));
+    script.extend(applies(3).into_iter().map(Exchange::creating));
     script.push(status(&n, |s| {
         assert_eq!(
             s["labelSelector"],
@@ -200,7 +202,22 @@ async fn create_builds_every_child_and_reports_initializing() {
     }));
     let server = api.run(script);
     run_nat(n, &ctx).await;
-    finish(server).await;
+    let seen = finish(server).await;
+    // Every write of the children and the status is a server-side apply that takes
+    // the fields for the operator's field manager.
+    let writes: Vec<_> = seen.iter().filter(|r| r.method == Method::PATCH).collect();
+    assert_eq!(writes.len(), 6, "five children and the status");
+    for w in writes {
+        assert!(
+            w.apply
+                && w.query.contains(&format!("fieldManager={FIELD_MANAGER}"))
+                && w.query.contains("force=true"),
+            "{} {}?{}",
+            w.method,
+            w.path,
+            w.query
+        );
+    }
 }
 
 #[tokio::test]
@@ -225,39 +242,94 @@ async fn the_first_running_pod_initializes_the_cluster() {
 }
 
 #[tokio::test]
-async fn scale_out_promotes_a_caught_up_learner_then_opens_its_gate() {
-    let fake = FakeAdmin::with_members(&["demo-0"], &["demo-1"]);
-    let (ctx, api) = Context::test(fake.clone());
+async fn scale_out_grows_the_statefulset_then_joins_promotes_and_opens_the_gate() {
+    // 2 -> 3 members. Each reconcile runs in a fresh operator (new context, new
+    // client): one restarted between the steps carries on from what it observes.
+    let fake = FakeAdmin::with_members(&["demo-0", "demo-1"], &[]);
     let n = nat(3);
-    let pods = || {
-        vec![
+    let pods = |new: Option<Option<(&str, &str)>>| {
+        let mut p = vec![
             worker_pod(0, Some(("True", "Voter"))),
-            worker_pod(1, Some(("False", "CatchingUp"))),
-        ]
+            worker_pod(1, Some(("True", "Voter"))),
+        ];
+        if let Some(gate) = new {
+            p.push(with_data_address(
+                worker_pod(2, gate),
+                "192.0.2.12",
+                "02:00:00:00:00:02",
+            ));
+        }
+        p
     };
-    let mut script = reads(Some(sts(3)), pods());
-    script.extend(applies(3));
-    script.push(event("Promote"));
-    script.push(status(&n, |s| {
-        assert_eq!(condition(s, "Scaling")["reason"], "ScalingOut");
+    // 1. The Nat asks for 3: the StatefulSet grows first; the cluster is untouched.
+    let mut grow = reads(Some(sts(2)), pods(None));
+    grow.extend(applies(3));
+    grow.push(status(&n, |s| {
+        let scaling = condition(s, "Scaling");
+        assert_eq!(scaling["reason"], "ScalingOut");
+        assert!(
+            scaling["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("waiting for pod demo-2 to be created")),
+            "{s}"
+        );
+        assert_eq!(s["replicas"], 2);
+    }));
+    // 2. demo-2 runs: join it as a learner at its Multus data address.
+    let mut join = reads(Some(sts(3)), pods(Some(None)));
+    join.extend(applies(3));
+    join.push(event("Join"));
+    join.push(gate(2, "False", "Joining"));
+    join.push(status(&n, |s| {
+        assert_eq!(condition(s, "Scaling")["status"], "True");
+    }));
+    // 3. It caught up with the leader's log: promote it.
+    let joining = || pods(Some(Some(("False", "Joining"))));
+    let mut promote = reads(Some(sts(3)), joining());
+    promote.extend(applies(3));
+    promote.push(event("Promote"));
+    promote.push(status(&n, |s| {
+        assert_eq!(
+            s["replicas"], 3,
+            "the learner it observed counts as a member"
+        );
         assert!(
             condition(s, "Scaling")["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("promoted demo-1")),
+                .is_some_and(|m| m.contains("promoted demo-2")),
             "{s}"
         );
     }));
-    // The next reconcile sees a voter: the gate opens, no further change.
-    script.extend(reads(Some(sts(3)), pods()));
-    script.extend(applies(3));
-    script.push(gate(1, "True", "Voter"));
-    script.push(status(&n, |s| assert_eq!(s["leader"], "demo-0")));
-    let server = api.run(script);
-    run_nat(n.clone(), &ctx).await;
-    run_nat(n, &ctx).await;
-    finish(server).await;
-    assert_eq!(fake.state().calls, vec!["Promote demo-1"]);
-    assert_eq!(fake.voters(), vec!["demo-0", "demo-1"]);
+    // 4. A voter now: its gate opens and there is nothing else to do.
+    let mut open = reads(Some(sts(3)), joining());
+    open.extend(applies(3));
+    open.push(gate(2, "True", "Voter"));
+    open.push(status(&n, |s| assert_eq!(s["leader"], "demo-0")));
+    for script in [grow, join, promote, open] {
+        let (ctx, api) = Context::test(fake.clone());
+        let server = api.run(script);
+        run_nat(n.clone(), &ctx).await;
+        finish(server).await;
+    }
+    let state = fake.state();
+    assert_eq!(state.calls, vec!["Join demo-2", "Promote demo-2"]);
+    let joined = &state.joined[0];
+    assert_eq!(
+        (
+            joined.name.as_str(),
+            joined.raft_addr.as_str(),
+            joined.data_ip.as_str(),
+            joined.data_mac.as_str()
+        ),
+        (
+            "demo-2",
+            "demo-2.demo.edge.svc:7700",
+            "192.0.2.12",
+            "02:00:00:00:00:02"
+        )
+    );
+    drop(state);
+    assert_eq!(fake.voters(), vec!["demo-0", "demo-1", "demo-2"]);
 }
 
 #[tokio::test]
@@ -420,6 +492,65 @@ async fn an_invalid_spec_is_reported_and_nothing_is_touched() {
     ]);
     assert_eq!(run_nat(n, &ctx).await, Action::await_change());
     finish(server).await;
+}
+
+#[tokio::test]
+async fn a_repeated_warning_is_counted_on_one_event() {
+    // The same refusal at every reconcile must not flood the namespace with events:
+    // the second one patches the first's series count.
+    let (ctx, api) = Context::test(FakeAdmin::default());
+    let mut n = nat(3);
+    n.spec.bucket_bits = 13;
+    let server = api.run(vec![
+        event("InvalidSpec"),
+        status(&n, |_| {}),
+        Exchange::within(Method::PATCH, EVENTS, Reply::Echo).check(|b| {
+            assert_eq!(
+                (b["reason"].as_str(), b["series"]["count"].as_i64()),
+                (Some("InvalidSpec"), Some(2)),
+                "{b}"
+            );
+        }),
+        status(&n, |_| {}),
+    ]);
+    run_nat(n.clone(), &ctx).await;
+    run_nat(n, &ctx).await;
+    let seen = finish(server).await;
+    assert!(
+        seen[2].path.starts_with(&format!("{EVENTS}/demo.")),
+        "the first event is patched: {}",
+        seen[2].path
+    );
+}
+
+#[tokio::test]
+async fn run_lists_and_watches_exactly_what_watched_says() {
+    let (ctx, api) = Context::test(FakeAdmin::default());
+    let server = api.serve_empty(Duration::from_millis(300), Duration::from_secs(10));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controllers = tokio::spawn(super::run(ctx, async move {
+        let _ = stopped.await;
+    }));
+    let seen = server.await.expect("the mock API server");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), controllers)
+        .await
+        .expect("the controllers stop on shutdown")
+        .expect("the controllers' task")
+        .expect("run");
+    let of_verb = |verb: &str| -> BTreeSet<(String, String)> {
+        seen.iter()
+            .filter_map(|r| request_attributes(r.method.as_str(), &r.path, &r.query))
+            .filter(|a| a.verb == verb)
+            .map(|a| (a.group, a.resource))
+            .collect()
+    };
+    let watched: BTreeSet<(String, String)> = WATCHED
+        .iter()
+        .map(|(g, r)| ((*g).to_owned(), (*r).to_owned()))
+        .collect();
+    assert_eq!(of_verb("watch"), watched);
+    assert_eq!(of_verb("list"), watched, "each watch starts with a list");
 }
 
 #[tokio::test]
@@ -595,3 +726,23 @@ async fn deleting_a_node_takes_the_label_off() {
         .expect("reconcile");
     finish(server).await;
 }
+
+/// Every scenario of this module, for the check that each permission the RBAC grants
+/// is used by one of them (`rbac::tests`).
+pub(crate) const ALL: &[fn()] = &[
+    a_new_nat_gets_the_finalizer_first,
+    create_builds_every_child_and_reports_initializing,
+    the_first_running_pod_initializes_the_cluster,
+    scale_out_grows_the_statefulset_then_joins_promotes_and_opens_the_gate,
+    scale_in_drains_removes_then_lowers_the_statefulset,
+    a_steady_cluster_reports_ready_with_members_leader_and_epoch,
+    a_learner_that_never_catches_up_turns_the_nat_degraded,
+    a_status_conflict_is_retried,
+    an_invalid_spec_is_reported_and_nothing_is_touched,
+    a_repeated_warning_is_counted_on_one_event,
+    run_lists_and_watches_exactly_what_watched_says,
+    delete_removes_the_volumes_then_the_finalizer,
+    a_node_labels_its_machine_and_reports_its_functions,
+    a_node_for_a_missing_machine_is_never_created,
+    deleting_a_node_takes_the_label_off,
+];
