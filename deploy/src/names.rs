@@ -34,6 +34,15 @@ pub const WORKER_NODE_LABEL: &str = "mfplane.io/worker";
 pub const NAT_LABEL: &str = "mfplane.io/nat";
 /// Standard component label: `worker` or `lb`.
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Standard label on every object the operator makes; its watches of the children
+/// select on it ([`MANAGED_SELECTOR`]).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Label selector of every object the operator makes.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=mfplane-operator";
+/// Standard label on every mfplane object; the Node controller watches pods by it.
+pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
+/// Label selector of every mfplane pod, workers and LBs.
+pub const PART_OF_SELECTOR: &str = "app.kubernetes.io/part-of=mfplane";
 /// Port of the worker's gRPC server (Raft, Admin, Steering, Sessions).
 pub const GRPC_PORT: i32 = 7700;
 /// Port of the worker's and LB's HTTP server (/healthz, /readyz, /metrics).
@@ -50,6 +59,14 @@ pub const DATA_VOLUME: &str = "data";
 pub const OPERATOR_NAMESPACE: &str = "mfplane-system";
 /// Name of the operator's Deployment, ServiceAccount, ClusterRole and Lease.
 pub const OPERATOR_NAME: &str = "mfplane-operator";
+
+/// Label selector of the worker pods of every Nat; the Nat controller watches them.
+pub fn worker_pods_selector() -> String {
+    format!(
+        "{COMPONENT_LABEL}={},{MANAGED_SELECTOR}",
+        Component::Worker.as_str()
+    )
+}
 
 /// Worker or LB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,11 +166,8 @@ impl NatNames {
         let mut l = BTreeMap::from([
             ("app.kubernetes.io/name".to_owned(), "mfplane".to_owned()),
             ("app.kubernetes.io/instance".to_owned(), self.nat.clone()),
-            (
-                "app.kubernetes.io/managed-by".to_owned(),
-                OPERATOR_NAME.to_owned(),
-            ),
-            ("app.kubernetes.io/part-of".to_owned(), "mfplane".to_owned()),
+            (MANAGED_BY_LABEL.to_owned(), OPERATOR_NAME.to_owned()),
+            (PART_OF_LABEL.to_owned(), "mfplane".to_owned()),
             (NAT_LABEL.to_owned(), self.nat.clone()),
         ]);
         if let Some(c) = component {

@@ -4,7 +4,8 @@
 //!
 //! Without worker images the members never answer, so this checks the Kubernetes half:
 //! the finalizer, every child with its owner reference, the status, `/scale` driving
-//! the StatefulSet, and deletion through the finalizer.
+//! the StatefulSet, the CRD's rules refusing bad specs (and a scale to 0) by field
+//! name, and deletion through the finalizer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,6 +132,30 @@ async fn a_nat_is_reconciled_scaled_and_deleted_in_a_real_cluster() {
                     .filter(|r| *r == 5)
             })
             .await;
+            // The API server refuses a spec the cluster cannot run, naming the field.
+            let mut bad = sample_nat().unwrap();
+            bad.metadata.name = Some("bad".into());
+            bad.metadata.namespace = Some(ns_name.clone());
+            bad.spec.bucket_bits = 13;
+            bad.spec.inside_sources = vec!["10.0.0/8".into()];
+            let refused = nats
+                .create(&PostParams::default(), &bad)
+                .await
+                .expect_err("an invalid Nat is refused")
+                .to_string();
+            for field in ["spec.bucketBits", "spec.insideSources"] {
+                assert!(refused.contains(field), "{field} in {refused}");
+            }
+            let refused = nats
+                .patch_scale(
+                    "demo",
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}})),
+                )
+                .await
+                .expect_err("scaling to 0 is refused")
+                .to_string();
+            assert!(refused.contains("spec.replicas"), "{refused}");
             nats.delete("demo", &DeleteParams::default())
                 .await
                 .expect("delete");

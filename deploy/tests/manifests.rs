@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionVersion,
+};
 use mfplane_operator::crd::{Nat, Node, validate_nat, validate_node};
 use mfplane_operator::manifests::{self, INSTALL, SAMPLES};
 use mfplane_operator::names::{OPERATOR_NAME, OPERATOR_NAMESPACE};
@@ -152,6 +154,39 @@ fn one<T: DeserializeOwned + serde::Serialize>(rel: &str, kind: &str) -> T {
     strict(rel, &docs[0])
 }
 
+/// The OpenAPI type of the field at a `.a.b.c` path, if the schema has it.
+fn schema_type<'a>(root: &'a Value, path: &str) -> Option<&'a str> {
+    path.trim_start_matches('.')
+        .split('.')
+        .try_fold(root, |node, field| node.get("properties")?.get(field))?
+        .get("type")?
+        .as_str()
+}
+
+/// The version's schema, after checking that every printer column reads a field the
+/// schema has, with the column's type.
+fn checked_schema(v: &CustomResourceDefinitionVersion) -> Value {
+    let root = serde_json::to_value(
+        v.schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("a schema"),
+    )
+    .expect("the schema as JSON");
+    for c in v.additional_printer_columns.iter().flatten() {
+        if !c.json_path.starts_with(".metadata.") {
+            assert_eq!(
+                schema_type(&root, &c.json_path),
+                Some(c.type_.as_str()),
+                "printer column {} reads {}",
+                c.name,
+                c.json_path
+            );
+        }
+    }
+    root
+}
+
 #[test]
 fn the_crds_have_what_kubectl_scale_and_kubectl_get_need() {
     let nat: CustomResourceDefinition =
@@ -185,6 +220,16 @@ fn the_crds_have_what_kubectl_scale_and_kubectl_get_need() {
         schema.contains("x-kubernetes-validations") && schema.contains("spec.bucketBits"),
         "validation rules"
     );
+    // Every path kubectl reads must exist in the schema with the type it expects: a
+    // renamed field would otherwise leave a blank column or a broken `kubectl scale`.
+    let root = checked_schema(v);
+    for (path, type_) in [
+        (scale.spec_replicas_path.as_str(), "integer"),
+        (scale.status_replicas_path.as_str(), "integer"),
+        (".status.labelSelector", "string"),
+    ] {
+        assert_eq!(schema_type(&root, path), Some(type_), "{path}");
+    }
 
     let node: CustomResourceDefinition =
         one("crds/nodes.mfplane.io.yaml", "CustomResourceDefinition");
@@ -192,6 +237,22 @@ fn the_crds_have_what_kubectl_scale_and_kubectl_get_need() {
     assert_eq!(node.spec.scope, "Cluster");
     assert_eq!(node.spec.names.kind, "Node");
     assert_eq!(node.spec.names.short_names, Some(vec!["mfnode".to_owned()]));
+    let v = &node.spec.versions[0];
+    assert!(
+        v.subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some(),
+        "the status subresource"
+    );
+    let root = checked_schema(v);
+    for field in ["role", "interfaces", "xdpMode"] {
+        assert!(
+            schema_type(&root, &format!(".spec.{field}")).is_some(),
+            "spec.{field}"
+        );
+    }
+    assert_eq!(schema_type(&root, ".status.functions"), Some("array"));
 }
 
 #[test]

@@ -26,7 +26,9 @@ pub use node::reconcile_node;
 
 use crate::admin::ClusterAdmin;
 use crate::crd::{Nat, Node};
-use crate::names::{COMPONENT_LABEL, NAT_LABEL, OPERATOR_NAME};
+use crate::names::{
+    MANAGED_SELECTOR, NAT_LABEL, OPERATOR_NAME, PART_OF_SELECTOR, worker_pods_selector,
+};
 use crate::{Error, metrics};
 
 /// `(group, resource)` of everything [`run`] lists and watches; the manifest tests check
@@ -104,8 +106,7 @@ pub async fn run(
         .list(&kube::api::ListParams::default().limit(1))
         .await?;
 
-    let managed =
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=mfplane-operator");
+    let managed = watcher::Config::default().labels(MANAGED_SELECTOR);
     let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let nat_shutdown = {
         let mut rx = shutdown_tx.subscribe();
@@ -145,9 +146,7 @@ pub async fn run(
         // Pod changes (started, restarted, Multus addresses) move membership along.
         .watches(
             Api::<Pod>::all(client.clone()),
-            watcher::Config::default().labels(&format!(
-                "{COMPONENT_LABEL}=worker,app.kubernetes.io/managed-by=mfplane-operator"
-            )),
+            watcher::Config::default().labels(&worker_pods_selector()),
             |pod: Pod| {
                 let nat = pod.labels().get(NAT_LABEL)?.clone();
                 Some(ObjectRef::<Nat>::new(&nat).within(&pod.namespace()?))
@@ -170,7 +169,7 @@ pub async fn run(
     let node_controller = Controller::new(machines, watcher::Config::default())
         .watches(
             Api::<Pod>::all(client.clone()),
-            watcher::Config::default().labels("app.kubernetes.io/part-of=mfplane"),
+            watcher::Config::default().labels(PART_OF_SELECTOR),
             |pod: Pod| {
                 pod.spec
                     .as_ref()?

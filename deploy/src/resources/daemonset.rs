@@ -168,7 +168,21 @@ mod tests {
             assert_eq!(labels.get(&k), Some(&v));
         }
         assert_eq!(ds.metadata.name.as_deref(), Some("demo-lb"));
-        let args = pod.containers[0].args.clone().unwrap();
+        let c = &pod.containers[0];
+        let args = c.args.clone().unwrap();
         assert_eq!(args[0], "--config=/etc/mfplane/lb-$(NODE_NAME).toml");
+        let caps = c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.capabilities.as_ref())
+            .unwrap();
+        assert_eq!(
+            (caps.add.clone().unwrap(), caps.drop.clone().unwrap()),
+            (
+                vec!["BPF".to_owned(), "NET_ADMIN".to_owned()],
+                vec!["ALL".to_owned()]
+            )
+        );
+        crate::resources::statefulset::tests::assert_bpffs(&pod, c);
     }
 }

@@ -87,4 +87,61 @@ mod tests {
             Err(Error::MissingField("metadata.uid"))
         ));
     }
+
+    /// Whether an equality-based selector (`k=v,k=v`) selects `labels`.
+    fn selects(selector: &str, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        selector.split(',').all(|kv| {
+            kv.split_once('=')
+                .is_some_and(|(k, v)| labels.get(k).map(String::as_str) == Some(v))
+        })
+    }
+
+    #[test]
+    fn every_child_is_owned_labelled_for_the_watches_and_in_the_nats_namespace() {
+        use crate::names::{
+            COMPONENT_LABEL, MANAGED_SELECTOR, PART_OF_SELECTOR, worker_pods_selector,
+        };
+        let n = nat(serde_json::json!({}));
+        let uid = n.metadata.uid.clone();
+        let sts = statefulset(&n, 3).unwrap();
+        let ds = lb_daemonset(&n).unwrap();
+        let children = [
+            service(&n).unwrap().metadata,
+            sts.metadata.clone(),
+            ds.metadata.clone(),
+            pdb(&n, 3).unwrap().metadata,
+            configmap(&n, &[]).unwrap().metadata,
+        ];
+        for meta in &children {
+            let name = meta.name.as_deref().unwrap_or_default();
+            let owners = meta.owner_references.as_deref().unwrap_or_default();
+            assert_eq!(owners.len(), 1, "{name}: one owner");
+            assert_eq!(
+                (
+                    owners[0].kind.as_str(),
+                    Some(&owners[0].uid),
+                    owners[0].controller
+                ),
+                ("Nat", uid.as_ref(), Some(true)),
+                "{name}"
+            );
+            assert_eq!(meta.namespace.as_deref(), Some("edge"), "{name}");
+            // `Controller::owns` only sees children its label selector selects.
+            assert!(
+                selects(MANAGED_SELECTOR, meta.labels.as_ref().unwrap()),
+                "{name}: {:?}",
+                meta.labels
+            );
+        }
+        // The pods: workers are watched by component and manager, and every mfplane
+        // pod by part-of (the Node controller reports what runs on each machine).
+        let template = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
+            t.metadata.as_ref().unwrap().labels.clone().unwrap()
+        };
+        let worker = template(&sts.spec.unwrap().template);
+        let lb = template(&ds.spec.unwrap().template);
+        assert!(selects(&worker_pods_selector(), &worker));
+        assert!(selects(PART_OF_SELECTOR, &worker) && selects(PART_OF_SELECTOR, &lb));
+        assert_eq!(lb.get(COMPONENT_LABEL).map(String::as_str), Some("lb"));
+    }
 }

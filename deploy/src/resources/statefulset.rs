@@ -283,9 +283,31 @@ pub(super) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::resources::test_nat::nat;
+
+    /// The container mounts the host's bpffs writable at `/sys/fs/bpf`, so pinned maps
+    /// outlive a container restart.
+    pub(in crate::resources) fn assert_bpffs(pod: &PodSpec, c: &Container) {
+        let m = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == "/sys/fs/bpf")
+            .expect("a bpffs mount");
+        assert_ne!(m.read_only, Some(true));
+        let v = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == m.name)
+            .expect("the mounted volume");
+        assert_eq!(
+            v.host_path.as_ref().map(|h| h.path.as_str()),
+            Some("/sys/fs/bpf")
+        );
+    }
 
     fn pod_spec(s: &StatefulSet) -> &PodSpec {
         s.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
@@ -311,15 +333,13 @@ mod tests {
             .capabilities
             .as_ref()
             .unwrap();
-        assert_eq!(caps.add.as_ref().unwrap(), &worker_capabilities());
+        let added = caps.add.as_ref().unwrap();
+        for cap in ["BPF", "NET_ADMIN", "NET_RAW"] {
+            assert!(added.iter().any(|c| c == cap), "{cap} in {added:?}");
+        }
         assert_eq!(caps.drop.as_ref().unwrap(), &vec!["ALL".to_owned()]);
-        assert!(
-            c.volume_mounts
-                .as_ref()
-                .unwrap()
-                .iter()
-                .any(|m| m.mount_path == "/sys/fs/bpf")
-        );
+        assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(false));
+        assert_bpffs(pod, c);
         let args = c.args.as_ref().unwrap();
         assert!(args.contains(&"--name=$(POD_NAME)".to_owned()));
         assert!(
