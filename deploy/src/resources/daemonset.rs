@@ -185,4 +185,23 @@ mod tests {
         );
         crate::resources::statefulset::tests::assert_bpffs(&pod, c);
     }
+
+    #[test]
+    fn the_lb_spec_sets_image_and_resources() {
+        let n = nat(
+            serde_json::json!({"lb": {"image": "registry.example/mfplane:1.2",
+            "resources": {"limits": {"cpu": "2", "memory": "1Gi"}}}}),
+        );
+        let pod = lb_daemonset(&n)
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("registry.example/mfplane:1.2"));
+        assert_eq!(c.resources, n.spec.lb.resources);
+        assert!(c.resources.is_some());
+    }
 }

@@ -385,7 +385,8 @@ pub(super) mod tests {
     fn multus_attachments_and_devices_reach_the_pod() {
         let s = statefulset(
             &nat(serde_json::json!({"network": {"attachments": ["sriov-a", "infra/sriov-b"], "resourceName": "intel.com/sriov"},
-                 "worker": {"nodeSelector": {"pool": "nat"}}})),
+                 "worker": {"nodeSelector": {"pool": "nat"}, "image": "registry.example/mfplane:1.2",
+                            "resources": {"limits": {"cpu": "4"}}}})),
             3,
         )
         .unwrap();
@@ -406,6 +407,15 @@ pub(super) mod tests {
         assert_eq!(
             res.limits.as_ref().unwrap().get("intel.com/sriov"),
             Some(&Quantity("1".into()))
+        );
+        assert_eq!(
+            res.limits.as_ref().unwrap().get("cpu"),
+            Some(&Quantity("4".into())),
+            "the device is added to the spec's resources"
+        );
+        assert_eq!(
+            pod_spec(&s).containers[0].image.as_deref(),
+            Some("registry.example/mfplane:1.2")
         );
         assert_eq!(
             pod_spec(&s)
