@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use mfplane_core::BucketBits;
+use mfplane_core::{BucketBits, FlowHashKey};
 use mfplane_dataplane::engine::config::{
     MIN_ICMP_TIMEOUT, MIN_TCP_ESTABLISHED_TIMEOUT, MIN_TCP_TRANSITORY_TIMEOUT, MIN_UDP_TIMEOUT,
 };
@@ -79,6 +79,11 @@ pub struct Args {
     )]
     #[serde(default)]
     pub external_ips: Vec<Ipv4Addr>,
+    /// Secret key of the outbound flow hash of a new cluster: 32 hex digits (only with
+    /// --init; default: drawn at random). Set it from a secret store when a cluster
+    /// must be re-created with the same steering, otherwise leave it out.
+    #[arg(long, env = "MFPLANE_FLOW_HASH_KEY", hide_env_values = true)]
+    pub flow_hash_key: Option<String>,
     /// IPv4 address of this member's data-plane interface.
     #[arg(long, env = "MFPLANE_DATA_IP")]
     pub data_ip: Option<Ipv4Addr>,
@@ -179,6 +184,8 @@ pub struct NodeConfig {
     pub init: bool,
     pub bucket_bits: BucketBits,
     pub external_ips: Vec<Ipv4Addr>,
+    /// The flow-hash key a new cluster is bootstrapped with; `None`: a random one.
+    pub flow_hash_key: Option<FlowHashKey>,
     pub data_ip: Ipv4Addr,
     pub data_mac: MacAddr,
     pub timing: Timing,
@@ -320,6 +327,7 @@ impl Args {
             } else {
                 self.external_ips
             },
+            flow_hash_key: self.flow_hash_key.or(file.flow_hash_key),
             data_ip: self.data_ip.or(file.data_ip),
             data_mac: self.data_mac.or(file.data_mac),
             lease: self.lease.or(file.lease),
@@ -417,6 +425,18 @@ impl Args {
                 "missing: a new cluster (--init) needs at least one external IP".into(),
             ));
         }
+        let flow_hash_key = self
+            .flow_hash_key
+            .as_deref()
+            .map(parse_flow_hash_key)
+            .transpose()
+            .map_err(|m| bad("--flow-hash-key", m))?;
+        if flow_hash_key.is_some() && !self.init {
+            return Err(bad(
+                "--flow-hash-key",
+                "is only used with --init: a joining member takes the cluster's key".into(),
+            ));
+        }
         let datapath = datapath?;
         let mut external_ips = self.external_ips;
         let before = external_ips.len();
@@ -473,6 +493,7 @@ impl Args {
             init: self.init,
             bucket_bits,
             external_ips,
+            flow_hash_key,
             data_ip,
             data_mac,
             timing,
@@ -482,6 +503,24 @@ impl Args {
             seed,
         })
     }
+}
+
+/// Parses 32 hex digits into a flow-hash key (the first 8 bytes are `k0`, the next 8
+/// `k1`, each little-endian, as [`FlowHashKey::from_bytes`] reads them).
+fn parse_flow_hash_key(text: &str) -> std::result::Result<FlowHashKey, String> {
+    let digits = text.trim();
+    if digits.len() != 32 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "must be 32 hex digits (a 128-bit key), got {} characters; e.g. `openssl rand -hex 16`",
+            digits.len()
+        ));
+    }
+    let mut bytes = [0u8; 16];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16)
+            .map_err(|e| format!("not hex: {e}"))?;
+    }
+    Ok(FlowHashKey::from_bytes(bytes))
 }
 
 /// Settings that only the data path uses, by flag: given without
@@ -712,6 +751,41 @@ mod tests {
         let mut a = args(&[]);
         a.listen = Some("0.0.0.0:7001".parse().unwrap());
         assert_eq!(flag_of(a.validate(1)), "--advertise");
+    }
+
+    #[test]
+    fn flow_hash_key_is_32_hex_digits_and_only_for_a_new_cluster() {
+        let init = ["--init", "--external-ip", "192.0.2.1", "--flow-hash-key"];
+        let key = "000102030405060708090a0b0c0d0e0f";
+        let c = args(&[&init[..], &[key]].concat()).validate(1).unwrap();
+        assert_eq!(
+            c.flow_hash_key,
+            Some(FlowHashKey::new(
+                0x0706_0504_0302_0100,
+                0x0f0e_0d0c_0b0a_0908
+            ))
+        );
+        assert_eq!(
+            args(&init[..3]).validate(1).unwrap().flow_hash_key,
+            None,
+            "no key: the bootstrap draws one"
+        );
+        for bad in ["0102", "zz0102030405060708090a0b0c0d0e0f", ""] {
+            let r = args(&[&init[..], &[bad]].concat()).validate(1);
+            let Err(Error::Config { flag, message }) = r else {
+                panic!("{bad:?} accepted");
+            };
+            assert_eq!(flag, "--flow-hash-key");
+            assert!(message.contains("32 hex digits"), "{message}");
+            assert!(
+                !message.contains(bad) || bad.is_empty(),
+                "the secret is not echoed: {message}"
+            );
+        }
+        assert_eq!(
+            flag_of(args(&["--flow-hash-key", key]).validate(1)),
+            "--flow-hash-key"
+        );
     }
 
     #[test]

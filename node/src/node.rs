@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mfplane_core::FlowHashKey;
 use mfplane_proto::admin::{JoinRequest, admin_client::AdminClient};
 use mfplane_raft_store::{
     ClusterConfig, Command, MemberInfo, NodeId, Response, state::FIRST_NODE_ID,
@@ -129,6 +130,9 @@ impl Core {
         let config = ClusterConfig {
             bucket_bits: self.config.bucket_bits,
             external_ips: self.config.external_ips.clone(),
+            // Until the LBs take the key from the steering stream, they hash with the
+            // default key, so a cluster is created with it unless one is given.
+            flow_hash_key: self.config.flow_hash_key.unwrap_or(FlowHashKey::DEFAULT),
         };
         expect_ok(
             member.write(Command::Bootstrap { config }).await?.1,

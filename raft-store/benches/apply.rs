@@ -10,7 +10,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use mfplane_core::{BucketBits, BucketId, Endpoint, Proto, SessionKey, SessionRecord};
+use mfplane_core::{BucketBits, BucketId, Endpoint, FlowHashKey, Proto, SessionKey, SessionRecord};
 use mfplane_raft_store::{
     ClusterConfig, ClusterState, Command, Epoch, MacAddr, MemberInfo, MemoryBackend, NodeId,
     Runtime, TypeConfig, typ,
@@ -29,6 +29,7 @@ fn setup_commands() -> Vec<Command> {
                 external_ips: (0..EXTERNAL_IPS)
                     .map(|i| Ipv4Addr::from(0xc000_0200 + i))
                     .collect(),
+                flow_hash_key: FlowHashKey::DEFAULT,
             },
         },
         Command::RegisterNode {

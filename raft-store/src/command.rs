@@ -9,7 +9,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use mfplane_core::{BucketBits, BucketId, Endpoint, SessionKey, SessionRecord};
+use mfplane_core::{BucketBits, BucketId, Endpoint, FlowHashKey, SessionKey, SessionRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Epoch, NodeId};
@@ -22,6 +22,11 @@ pub struct ClusterConfig {
     pub bucket_bits: BucketBits,
     /// The NAT's public addresses; every bucket owns a slice of each one's port space.
     pub external_ips: Vec<Ipv4Addr>,
+    /// Key of the outbound flow hash, shared by every LB and worker (LBs receive it
+    /// with the steering table). A secret random key keeps anyone who can pick their
+    /// source ports from aiming every flow at one bucket, and so at one worker. Fixed
+    /// for the cluster's life: changing it would re-steer established flows.
+    pub flow_hash_key: FlowHashKey,
 }
 
 /// A change to the replicated cluster state. Every check happens at apply time, with no

@@ -536,7 +536,7 @@ fn snapshot_round_trips() {
     assert!(ClusterState::from_bytes(&bytes[..bytes.len() / 2]).is_err());
     assert!(ClusterState::from_bytes(&[]).is_err());
     let mut newer = bytes.clone();
-    newer[0] = 2;
+    newer[0] = mfplane_raft_store::RECORD_FORMAT + 1;
     assert!(ClusterState::from_bytes(&newer).is_err());
     for i in (1..bytes.len()).step_by(97) {
         let mut flipped = bytes.clone();

@@ -36,6 +36,24 @@ impl FlowHashKey {
     pub const fn new(k0: u64, k1: u64) -> Self {
         FlowHashKey { k0, k1 }
     }
+
+    /// The 16 bytes [`FlowHashKey::from_bytes`] reads back.
+    pub const fn to_bytes(&self) -> [u8; 16] {
+        let (a, b) = (self.k0.to_le_bytes(), self.k1.to_le_bytes());
+        [
+            a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1], b[2], b[3], b[4], b[5],
+            b[6], b[7],
+        ]
+    }
+
+    /// The key from 16 bytes, `k0` then `k1`, each little-endian (how the node's
+    /// `--flow-hash-key` hex digits are read).
+    pub const fn from_bytes(b: [u8; 16]) -> Self {
+        FlowHashKey {
+            k0: u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            k1: u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+        }
+    }
 }
 
 impl Default for FlowHashKey {
@@ -121,6 +139,17 @@ mod tests {
         k0: 0x0706_0504_0302_0100,
         k1: 0x0f0e_0d0c_0b0a_0908,
     };
+
+    #[test]
+    fn key_bytes_are_read_as_two_little_endian_words() {
+        let paper: [u8; 16] = core::array::from_fn(|i| i as u8);
+        assert_eq!(FlowHashKey::from_bytes(paper), PAPER_KEY);
+        assert_eq!(PAPER_KEY.to_bytes(), paper);
+        assert_eq!(
+            FlowHashKey::from_bytes(*b"mfplane flowhash"),
+            FlowHashKey::DEFAULT
+        );
+    }
 
     #[test]
     fn siphash24_matches_reference_vector() {

@@ -296,6 +296,9 @@ fn engine_config(state: &ClusterState, opts: &WorkerOptions) -> Result<EngineCon
     })?;
     let mut cfg = EngineConfig::new(cluster.external_ips.clone());
     cfg.bucket_bits = cluster.bucket_bits;
+    // The LBs steer with this key: the engine must put a new session in the bucket
+    // its flow is steered by.
+    cfg.hash_key = cluster.flow_hash_key;
     if let Some(p) = &opts.inside_prefixes {
         cfg.inside_prefixes = p.clone();
     }

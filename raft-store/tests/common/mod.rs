@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use mfplane_core::{BucketBits, BucketId, Endpoint, Proto, SessionKey, SessionRecord};
+use mfplane_core::{BucketBits, BucketId, Endpoint, FlowHashKey, Proto, SessionKey, SessionRecord};
 use mfplane_raft_store::{
     ClusterConfig, ClusterState, Command, Epoch, MacAddr, MemberInfo, NodeId, Response,
 };
@@ -15,6 +15,7 @@ pub fn config(bits: u8) -> ClusterConfig {
     ClusterConfig {
         bucket_bits: BucketBits::new(bits).unwrap(),
         external_ips: vec![EXT_A, EXT_B],
+        flow_hash_key: FlowHashKey::new(1, 2),
     }
 }
 
