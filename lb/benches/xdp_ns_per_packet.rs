@@ -2,7 +2,14 @@
 //! and `repeat` (the kernel times the loop; no syscall per packet).
 //!
 //! Run as root: `cargo bench -p mfplane-lb --bench xdp_ns_per_packet`
-//! (`MFPLANE_BENCH_REPEAT` overrides the repeat count, default 1_000_000).
+//! (`MFPLANE_BENCH_REPEAT` overrides the repeat count, default 1_000_000;
+//! `MFPLANE_BENCH_ROUNDS` the rounds, default 7).
+//!
+//! The machine is shared and noisy, so every case is measured next to a peer: the
+//! empty XDP program of the same object (`mfplane_lb_empty`, returns `XDP_PASS`),
+//! run right before the case in every round. The report gives each case's ns/packet,
+//! the baseline's, their ratio and the difference (the LB's own work), as medians
+//! over the rounds.
 //!
 //! IP-in-IP is not measured this way: with `repeat` the kernel runs the program again
 //! on the frame it already encapsulated (the buffer is not reset between runs), so
@@ -13,25 +20,37 @@
 
 use std::net::Ipv4Addr;
 
+use aya::programs::Xdp;
 use mfplane_core::BucketBits;
 use mfplane_core::lb_maps::SteerMode;
+use mfplane_lb::object::{self, EMPTY_PROGRAM_NAME};
 use mfplane_lb::testkit::{
     EXTERNAL, Ip, L4, XdpAction, datapath_or_skip, fixture_settings, fixture_table,
-    install_fixture, round_robin, run_repeat,
+    install_fixture, round_robin, run_program_repeat, run_repeat,
 };
 
-/// Rounds per case: the machine may be busy, so report the spread.
-const ROUNDS: usize = 5;
+/// One measured case: the frame, the verdict it must get, and whether an interface
+/// is declared outside-only (`false` is the one-armed LB).
+struct Case {
+    name: &'static str,
+    frame: Vec<u8>,
+    expect: XdpAction,
+    outside_check: bool,
+}
 
-fn main() {
-    let Some(mut dp) = datapath_or_skip("xdp_ns_per_packet") else {
-        return;
-    };
-    let repeat: u32 = std::env::var("MFPLANE_BENCH_REPEAT")
+fn env_or(name: &str, default: u32) -> u32 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let table = fixture_table(1, BucketBits::DEFAULT, 3, round_robin(|_| false));
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn cases() -> Vec<Case> {
     let inside = Ipv4Addr::new(10, 1, 2, 3);
     let outside = Ipv4Addr::new(203, 0, 113, 7);
     let outbound = Ip::new(
@@ -43,37 +62,28 @@ fn main() {
         },
     )
     .frame();
-    // Whether an interface is declared outside-only; `false` is the one-armed LB.
-    let cases: [(&str, Vec<u8>, XdpAction, bool); 7] = [
-        (
-            "outbound steer, outside check (allowed)",
-            outbound.clone(),
-            XdpAction::Tx,
-            true,
-        ),
-        (
-            "outbound on outside-only iface (spoofed)",
-            outbound.clone(),
-            XdpAction::Drop,
-            true,
-        ),
-        (
-            "outbound steer (TCP, flow hash)",
-            Ip::new(
-                inside,
-                outside,
-                L4::Tcp {
-                    sport: 40000,
-                    dport: 443,
-                },
-            )
-            .frame(),
-            XdpAction::Tx,
-            false,
-        ),
-        (
-            "inbound steer (UDP, dst port)",
-            Ip::new(
+    vec![
+        Case {
+            name: "outbound steer, outside check (allowed)",
+            frame: outbound.clone(),
+            expect: XdpAction::Tx,
+            outside_check: true,
+        },
+        Case {
+            name: "outbound on outside-only iface (spoofed)",
+            frame: outbound.clone(),
+            expect: XdpAction::Drop,
+            outside_check: true,
+        },
+        Case {
+            name: "outbound steer (TCP, flow hash)",
+            frame: outbound,
+            expect: XdpAction::Tx,
+            outside_check: false,
+        },
+        Case {
+            name: "inbound steer (UDP, dst port)",
+            frame: Ip::new(
                 outside,
                 EXTERNAL[0],
                 L4::Udp {
@@ -82,66 +92,99 @@ fn main() {
                 },
             )
             .frame(),
-            XdpAction::Tx,
-            false,
-        ),
-        (
-            "pass (neither inside nor external)",
-            Ip::new(
+            expect: XdpAction::Tx,
+            outside_check: false,
+        },
+        Case {
+            name: "pass (neither inside nor external)",
+            frame: Ip::new(
                 outside,
                 Ipv4Addr::new(192, 0, 2, 99),
                 L4::Tcp { sport: 1, dport: 2 },
             )
             .frame(),
-            XdpAction::Pass,
-            false,
-        ),
-        (
-            "pass (inside to inside: no hash lookup)",
-            Ip::new(
+            expect: XdpAction::Pass,
+            outside_check: false,
+        },
+        Case {
+            name: "pass (inside to inside)",
+            frame: Ip::new(
                 inside,
                 Ipv4Addr::new(10, 9, 9, 9),
                 L4::Tcp { sport: 1, dport: 2 },
             )
             .frame(),
-            XdpAction::Pass,
-            false,
-        ),
-        (
-            "ARP (not IPv4)",
-            mfplane_lb::testkit::ethernet([0xff; 6], [2; 6], 0x0806, &[0; 28]),
-            XdpAction::Pass,
-            false,
-        ),
-    ];
-    println!(
-        "LB XDP program, BPF_PROG_TEST_RUN, repeat = {repeat}, {ROUNDS} rounds per case \
-         (min and median of the kernel's per-run average)"
-    );
+            expect: XdpAction::Pass,
+            outside_check: false,
+        },
+        Case {
+            name: "ARP (not IPv4)",
+            frame: mfplane_lb::testkit::ethernet([0xff; 6], [2; 6], 0x0806, &[0; 28]),
+            expect: XdpAction::Pass,
+            outside_check: false,
+        },
+    ]
+}
+
+fn main() {
+    let Some(mut dp) = datapath_or_skip("xdp_ns_per_packet") else {
+        return;
+    };
+    let repeat = env_or("MFPLANE_BENCH_REPEAT", 1_000_000);
+    let rounds = env_or("MFPLANE_BENCH_ROUNDS", 7).max(1) as usize;
+    // The baseline from the same object, loaded on its own.
+    let mut peer = aya::Ebpf::load(object::embedded().unwrap()).unwrap();
+    let empty: &mut Xdp = peer
+        .program_mut(EMPTY_PROGRAM_NAME)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    empty.load().unwrap();
+    let empty: &Xdp = empty;
+
+    let table = fixture_table(1, BucketBits::DEFAULT, 3, round_robin(|_| false));
     let lo = mfplane_lb::iface::Interface::by_name("lo").unwrap();
-    for (name, frame, expect, outside_check) in &cases {
+    let cases = cases();
+    println!(
+        "LB XDP program, BPF_PROG_TEST_RUN, repeat = {repeat}, {rounds} rounds per case; \
+         baseline = empty XDP program run next to each case in every round; medians"
+    );
+    println!(
+        "{:<42} {:>9} {:>9} {:>7} {:>9} {:>10}",
+        "case", "ns/pkt", "baseline", "ratio", "LB work", "Mpps/core"
+    );
+    let mut all_ratios = Vec::new();
+    for case in &cases {
         let mut settings = fixture_settings(SteerMode::L2, true);
-        if *outside_check {
+        if case.outside_check {
             // BPF_PROG_TEST_RUN delivers on loopback: outside-only for the spoofed
             // case; otherwise another interface is, and the check runs and misses.
-            let spoofed = *expect == XdpAction::Drop;
+            let spoofed = case.expect == XdpAction::Drop;
             let second = if spoofed { lo.index } else { 0 };
             settings.outside_ifindex = [lo.index + 1000, second, 0, 0];
         }
         install_fixture(&mut dp, &settings, &table);
-        let mut rounds: Vec<f64> = (0..ROUNDS)
-            .map(|_| {
-                let (action, ns) = run_repeat(&dp, frame, repeat);
-                assert_eq!(action, *expect, "{name}: unexpected action");
-                ns
-            })
-            .collect();
-        rounds.sort_by(f64::total_cmp);
-        let (min, median) = (rounds[0], rounds[ROUNDS / 2]);
+        let (mut ns, mut base, mut ratio, mut work) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            let (empty_action, b) = run_program_repeat(empty, &case.frame, repeat);
+            assert_eq!(empty_action, XdpAction::Pass, "the empty program passes");
+            let (action, n) = run_repeat(&dp, &case.frame, repeat);
+            assert_eq!(action, case.expect, "{}: unexpected action", case.name);
+            ns.push(n);
+            base.push(b);
+            ratio.push(n / b.max(1.0));
+            work.push(n - b);
+        }
+        let (ns, base, ratio, work) = (median(ns), median(base), median(ratio), median(work));
+        all_ratios.push(ratio);
         println!(
-            "{name:<40} min {min:>5.1} ns/packet  median {median:>5.1} ns/packet  \
-             ({:.1} Mpps/core at the median)",
-            1e3 / median
+            "{:<42} {ns:>9.1} {base:>9.1} {ratio:>7.2} {work:>9.1} {:>10.1}",
+            case.name,
+            1e3 / ns
         );
     }
+    println!(
+        "worst case ratio {:.2} (goal: LB ns/packet <= 50)",
+        all_ratios.iter().copied().fold(0.0, f64::max)
+    );
 }

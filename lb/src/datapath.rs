@@ -12,11 +12,11 @@ use aya::programs::xdp::XdpLinkId;
 use aya::programs::{Xdp, XdpMode};
 use mfplane_core::FlowHashKey;
 use mfplane_core::lb_maps::{
-    CounterKind, Generation, LbCounter, LbSettings, MAP_LB_ACTIVE, MAP_LB_BUCKETS, MAP_LB_COUNTERS,
-    MAP_LB_EXTERNAL, MAP_LB_FABRIC, MAP_LB_FRAGS, MAP_LB_GEN_CFG, MAP_LB_OWNERS, MAP_LB_SETTINGS,
-    bucket_index, owner_index,
+    CounterKind, EXT_GROUPS, ExternalGroup, Generation, LbCounter, LbCounters, LbGenConfig,
+    LbSettings, MAP_LB_ACTIVE, MAP_LB_BUCKETS, MAP_LB_COUNTERS, MAP_LB_EXT_SET, MAP_LB_FABRIC,
+    MAP_LB_FRAGS, MAP_LB_GEN_CFG, MAP_LB_SETTINGS, bucket_index,
 };
-use mfplane_core::maps::{DataplaneConfig, FragKey, Owner, OwnerSlot};
+use mfplane_core::maps::{DataplaneConfig, FragKey, Owner};
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
@@ -157,34 +157,6 @@ impl Datapath {
             })
     }
 
-    /// Makes the external-IP map hold exactly `ips`: additions first, then removals,
-    /// so an IP present before and after is never missing in between.
-    pub fn set_external_ips(&mut self, ips: &BTreeSet<Ipv4Addr>) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_LB_EXTERNAL)
-            .ok_or(Error::MapMissing(MAP_LB_EXTERNAL))?;
-        let mut hm: HashMap<&mut MapData, u32, u32> =
-            HashMap::try_from(map).map_err(Error::map(MAP_LB_EXTERNAL))?;
-        let present: BTreeSet<u32> = hm.keys().filter_map(|k| k.ok()).collect();
-        for ip in ips {
-            let key = u32::from(*ip);
-            if !present.contains(&key) {
-                hm.insert(key, 1, 0)
-                    .map_err(|source| Error::ExternalIp { ip: *ip, source })?;
-            }
-        }
-        for key in present {
-            if !ips.contains(&Ipv4Addr::from(key)) {
-                hm.remove(&key).map_err(|source| Error::ExternalIp {
-                    ip: Ipv4Addr::from(key),
-                    source,
-                })?;
-            }
-        }
-        Ok(())
-    }
-
     /// The generation packets use now.
     pub fn active_generation(&self) -> Generation {
         self.active
@@ -204,41 +176,42 @@ impl Datapath {
         self.activate(next)?;
         debug!(
             generation = next.0,
-            epoch = image.config.epoch,
+            epoch = image.config.table.epoch,
             "steering table installed"
         );
         Ok(next)
     }
 
     /// Writes `image` into generation `generation` without activating it. Order:
-    /// owners, buckets, then the config (bucket bits and epoch), so even a reader of
-    /// this half never sees buckets pointing at unwritten owners.
+    /// buckets, external set, then the config (bucket bits, epoch and the set's
+    /// seed), so even a reader of this half never pairs a seed with groups placed by
+    /// another.
     pub fn write_generation(
         &mut self,
         generation: Generation,
         image: &GenerationImage,
     ) -> Result<()> {
         {
-            let mut owners = self.array::<Owner>(MAP_LB_OWNERS)?;
-            for (slot, owner) in image.owners.iter().enumerate() {
-                let idx = owner_index(generation, slot as u32).ok_or(Error::TooManyOwners {
-                    count: image.owners.len(),
-                    max: mfplane_core::maps::MAX_OWNERS,
-                })?;
-                owners
-                    .set(idx, owner, 0)
-                    .map_err(Error::map(MAP_LB_OWNERS))?;
-            }
-        }
-        {
-            let mut buckets = self.array::<OwnerSlot>(MAP_LB_BUCKETS)?;
-            for (b, slot) in image.buckets.iter().enumerate() {
+            let mut buckets = self.array::<Owner>(MAP_LB_BUCKETS)?;
+            for (b, owner) in image.buckets.iter().enumerate() {
                 buckets
-                    .set(bucket_index(generation, b as u32), slot, 0)
+                    .set(
+                        bucket_index(generation, b as u32),
+                        owner.unwrap_or(Owner::NONE),
+                        0,
+                    )
                     .map_err(Error::map(MAP_LB_BUCKETS))?;
             }
         }
-        self.array::<DataplaneConfig>(MAP_LB_GEN_CFG)?
+        {
+            let mut set = self.array::<ExternalGroup>(MAP_LB_EXT_SET)?;
+            let base = generation.index() * EXT_GROUPS;
+            for (i, group) in image.external.groups.iter().enumerate() {
+                set.set(base + i as u32, group, 0)
+                    .map_err(Error::map(MAP_LB_EXT_SET))?;
+            }
+        }
+        self.array::<LbGenConfig>(MAP_LB_GEN_CFG)?
             .set(generation.index(), image.config, 0)
             .map_err(Error::map(MAP_LB_GEN_CFG))
     }
@@ -255,40 +228,38 @@ impl Datapath {
     /// Reads back what generation `generation` steers bucket `bucket` to (for tests and
     /// diagnostics).
     pub fn owner_in_map(&mut self, generation: Generation, bucket: u32) -> Result<Option<Owner>> {
-        let slot = self
-            .array::<OwnerSlot>(MAP_LB_BUCKETS)?
+        let owner = self
+            .array::<Owner>(MAP_LB_BUCKETS)?
             .get(&bucket_index(generation, bucket), 0)
             .map_err(Error::map(MAP_LB_BUCKETS))?;
-        let Some(idx) = owner_index(generation, slot.0) else {
-            return Ok(None);
-        };
-        Ok(Some(
-            self.array::<Owner>(MAP_LB_OWNERS)?
-                .get(&idx, 0)
-                .map_err(Error::map(MAP_LB_OWNERS))?,
-        ))
+        Ok((!owner.is_none()).then_some(owner))
     }
 
-    /// The config of generation `generation`.
+    /// The table config of generation `generation`.
     pub fn generation_config(&mut self, generation: Generation) -> Result<DataplaneConfig> {
-        self.array::<DataplaneConfig>(MAP_LB_GEN_CFG)?
+        Ok(self
+            .array::<LbGenConfig>(MAP_LB_GEN_CFG)?
             .get(&generation.index(), 0)
-            .map_err(Error::map(MAP_LB_GEN_CFG))
+            .map_err(Error::map(MAP_LB_GEN_CFG))?
+            .table)
     }
 
-    /// The external IPs in the map.
+    /// The external IPs of the active generation.
     pub fn external_ips(&mut self) -> Result<BTreeSet<Ipv4Addr>> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_LB_EXTERNAL)
-            .ok_or(Error::MapMissing(MAP_LB_EXTERNAL))?;
-        let hm: HashMap<&mut MapData, u32, u32> =
-            HashMap::try_from(map).map_err(Error::map(MAP_LB_EXTERNAL))?;
-        Ok(hm
-            .keys()
-            .filter_map(|k| k.ok())
-            .map(Ipv4Addr::from)
-            .collect())
+        let base = self.active.index() * EXT_GROUPS;
+        let set = self.array::<ExternalGroup>(MAP_LB_EXT_SET)?;
+        let mut ips = BTreeSet::new();
+        for i in base..base + EXT_GROUPS {
+            let group = set.get(&i, 0).map_err(Error::map(MAP_LB_EXT_SET))?;
+            ips.extend(
+                group
+                    .ips
+                    .iter()
+                    .filter(|ip| **ip != 0)
+                    .map(|ip| Ipv4Addr::from(*ip)),
+            );
+        }
+        Ok(ips)
     }
 
     /// Empties the fragment-tracking map (tests start from a clean LRU).
@@ -313,16 +284,15 @@ impl Datapath {
             .ebpf
             .map(MAP_LB_COUNTERS)
             .ok_or(Error::MapMissing(MAP_LB_COUNTERS))?;
-        let arr: PerCpuArray<&MapData, u64> =
+        let arr: PerCpuArray<&MapData, LbCounters> =
             PerCpuArray::try_from(map).map_err(Error::map(MAP_LB_COUNTERS))?;
-        let mut out = Vec::with_capacity(LbCounter::ALL.len());
-        for c in LbCounter::ALL {
-            let per_cpu = arr
-                .get(&c.index(), 0)
-                .map_err(Error::map(MAP_LB_COUNTERS))?;
-            out.push(per_cpu.iter().sum());
-        }
-        Ok(CounterSnapshot(out))
+        let per_cpu = arr.get(&0, 0).map_err(Error::map(MAP_LB_COUNTERS))?;
+        Ok(CounterSnapshot(
+            LbCounter::ALL
+                .iter()
+                .map(|c| per_cpu.iter().map(|cpu| cpu.get(*c)).sum())
+                .collect(),
+        ))
     }
 
     /// Attaches the program to `iface` in `mode`; `Auto` tries native mode and falls
@@ -372,11 +342,9 @@ impl Datapath {
 }
 
 impl TableSink for Datapath {
-    /// External IPs first (so inbound traffic to a new IP finds the new table's owner
-    /// a moment later at worst), then the generation flip.
+    /// The external IPs are part of the generation, so they flip with the buckets.
     fn install_table(&mut self, table: &SteeringTable) -> Result<()> {
-        self.set_external_ips(&table.external_ips)?;
-        let image = table.image(self.hash_key);
+        let image = table.image(self.hash_key)?;
         self.install(&image)?;
         Ok(())
     }

@@ -1,7 +1,5 @@
 //! The error type of the `mfplane-lb` library.
 
-use std::net::Ipv4Addr;
-
 /// Everything that can go wrong while loading, configuring or feeding the LB program.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -76,13 +74,9 @@ pub enum Error {
     /// More external IPs than the external-IP map holds.
     #[error("{count} external IPs; the LB supports at most {max}")]
     TooManyExternalIps { count: usize, max: u32 },
-    /// An external IP that could not be written (map full, kernel error).
-    #[error("external IP {ip}: {source}")]
-    ExternalIp {
-        ip: Ipv4Addr,
-        #[source]
-        source: aya::maps::MapError,
-    },
+    /// The external IPs could not be placed in the program's external-IP set.
+    #[error("{count} external IPs cannot be placed in the LB's external-IP set: {reason}")]
+    ExternalSetUnplaceable { count: usize, reason: &'static str },
 }
 
 impl Error {

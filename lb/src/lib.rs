@@ -21,6 +21,7 @@
 //!   attach/detach).
 //! - [`table`]: the steering table, built from Steering messages at one validated
 //!   boundary, and its image as one map generation.
+//! - [`external_set`]: the external IPs as the program's exact array-map set.
 //! - [`watch`]: the cluster client with failover and resume.
 //! - [`metrics`]: Prometheus export.
 //! - [`health`]: readiness (attached, table installed) as `/readyz` reports it.
@@ -36,6 +37,7 @@ pub mod config_file;
 pub mod datapath;
 pub mod error;
 pub mod expect;
+pub mod external_set;
 pub mod health;
 pub mod http;
 pub mod iface;

@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-use mfplane_core::lb_maps::MAX_EXTERNAL_IPS;
-use mfplane_core::maps::{DataplaneConfig, MAX_OWNERS, Owner, OwnerSlot};
+use mfplane_core::lb_maps::{LbGenConfig, MAX_EXTERNAL_IPS};
+use mfplane_core::maps::{DataplaneConfig, MAX_OWNERS, Owner};
 use mfplane_core::{BucketBits, BucketId, FlowHashKey};
 use mfplane_proto::steering::SteeringUpdate;
 
 use crate::error::{Error, Result};
+use crate::external_set::ExternalSet;
 
 /// A worker node as the Steering stream names it (`0` on the wire means "none").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -80,11 +81,13 @@ pub struct SteeringTable {
 /// One BPF map generation: what [`crate::datapath::Datapath::install`] writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenerationImage {
-    pub config: DataplaneConfig,
-    /// Owner slot of each bucket (`bits.count()` entries).
-    pub buckets: Vec<OwnerSlot>,
-    /// Owner of each slot.
-    pub owners: Vec<Owner>,
+    /// The table config and the external set's seed.
+    pub config: LbGenConfig,
+    /// Owner of each bucket (`bits.count()` entries), written into the bucket entry
+    /// itself so the program steers with one lookup.
+    pub buckets: Vec<Option<Owner>>,
+    /// The external IPs.
+    pub external: ExternalSet,
 }
 
 impl SteeringTable {
@@ -166,9 +169,12 @@ impl SteeringTable {
             table.external_ips = update
                 .external_ips
                 .iter()
-                .map(|s| {
-                    Ipv4Addr::from_str(s)
-                        .map_err(|_| invalid(format!("external IP {s:?} is not IPv4")))
+                .map(|s| match Ipv4Addr::from_str(s) {
+                    Ok(ip) if ip.is_unspecified() => {
+                        Err(invalid("external IP 0.0.0.0 is not an address".into()))
+                    }
+                    Ok(ip) => Ok(ip),
+                    Err(_) => Err(invalid(format!("external IP {s:?} is not IPv4"))),
                 })
                 .collect::<Result<_>>()?;
         }
@@ -208,30 +214,29 @@ impl SteeringTable {
         self.buckets.iter().filter(|b| b.is_none()).count()
     }
 
-    /// The map generation for this table: owners get slots in node-id order.
-    pub fn image(&self, hash_key: FlowHashKey) -> GenerationImage {
-        let slots: BTreeMap<NodeId, OwnerSlot> = self
-            .owners
-            .keys()
-            .enumerate()
-            .map(|(i, id)| (*id, OwnerSlot(i as u32)))
-            .collect();
-        GenerationImage {
-            config: DataplaneConfig::new(hash_key, self.bits, self.epoch.0),
+    /// The map generation for this table.
+    ///
+    /// # Errors
+    /// [`Error::ExternalSetUnplaceable`] when the external IPs do not fit the
+    /// program's set (0.0.0.0 among them).
+    pub fn image(&self, hash_key: FlowHashKey) -> Result<GenerationImage> {
+        let external = ExternalSet::build(&self.external_ips)?;
+        Ok(GenerationImage {
+            config: LbGenConfig {
+                table: DataplaneConfig::new(hash_key, self.bits, self.epoch.0),
+                ext_seed: external.seed,
+                _pad: 0,
+            },
             buckets: self
                 .buckets
                 .iter()
                 .map(|b| {
-                    b.and_then(|id| slots.get(&id).copied())
-                        .unwrap_or(OwnerSlot::NONE)
+                    let addr = self.owners.get(&(*b)?)?;
+                    Some(Owner::new(addr.mac.0, u32::from(addr.ip)))
                 })
                 .collect(),
-            owners: self
-                .owners
-                .values()
-                .map(|a| Owner::new(a.mac.0, u32::from(a.ip)))
-                .collect(),
-        }
+            external,
+        })
     }
 }
 
@@ -298,11 +303,14 @@ mod tests {
         assert!(t2.owner_of(BucketId(2)).is_none());
         assert_eq!(t2.unowned_buckets(), 1);
         assert_eq!(t2.external_ips.len(), 1);
-        let img = t2.image(FlowHashKey::DEFAULT);
+        let img = t2.image(FlowHashKey::DEFAULT).unwrap();
         assert_eq!(img.buckets.len(), 16);
-        assert_eq!(img.buckets[2], OwnerSlot::NONE);
-        assert_eq!(img.owners[img.buckets[1].0 as usize].ipv4, 0xc000_020d);
-        assert_eq!(img.config.epoch, 4);
+        assert_eq!(img.buckets[2], None);
+        assert_eq!(img.buckets[1].unwrap().ipv4, 0xc000_020d);
+        assert_eq!(img.buckets[1].unwrap().mac, [2, 0, 0, 0, 0, 0x0d]);
+        assert_eq!(img.config.table.epoch, 4);
+        assert!(img.external.contains(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(img.external.ips().len(), 1);
         // Stale and repeated updates are skipped.
         assert!(SteeringTable::apply(Some(&t2), &inc).unwrap().is_none());
     }
@@ -355,6 +363,14 @@ mod tests {
         let mut u = full(1);
         u.full = false;
         assert!(SteeringTable::apply(None, &u).is_err());
+        let mut u = full(1);
+        u.external_ips.push("0.0.0.0".into());
+        assert!(
+            SteeringTable::apply(None, &u)
+                .unwrap_err()
+                .to_string()
+                .contains("0.0.0.0")
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::Ipv4Addr;
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use mfplane_core::csum::{checksum, fold, pseudo_header_sum, sum_bytes};
 use mfplane_core::lb_maps::{Ipv4Prefix, LbSettings, SteerMode};
 use mfplane_core::{BucketBits, FlowHashKey};
@@ -132,8 +132,16 @@ pub fn run_once(dp: &Datapath, input: &[u8]) -> (XdpAction, Vec<u8>) {
 /// # Panics
 /// If `BPF_PROG_TEST_RUN` fails.
 pub fn run_repeat(dp: &Datapath, input: &[u8], repeat: u32) -> (XdpAction, f64) {
-    let mut out = vec![0u8; input.len() + 256];
     let prog = dp.program().unwrap_or_else(|e| panic!("program: {e}"));
+    run_program_repeat(prog, input, repeat)
+}
+
+/// [`run_repeat`] for any loaded XDP program (e.g. the benchmark's empty baseline).
+///
+/// # Panics
+/// If `BPF_PROG_TEST_RUN` fails.
+pub fn run_program_repeat(prog: &Xdp, input: &[u8], repeat: u32) -> (XdpAction, f64) {
+    let mut out = vec![0u8; input.len() + 256];
     let r = prog
         .test_run(TestRunOptions {
             data_in: Some(input),

@@ -14,7 +14,6 @@ use std::net::Ipv4Addr;
 use mfplane_core::csum::checksum;
 use mfplane_core::hdr::{IP_DF, IP_MF};
 use mfplane_core::lb_maps::{Generation, LbCounter, SteerMode};
-use mfplane_core::maps::OwnerSlot;
 use mfplane_core::{BucketBits, BucketId, inbound_bucket, outbound_bucket};
 use mfplane_lb::Datapath;
 use mfplane_lb::table::{OwnerAddr, SteeringTable};
@@ -883,14 +882,31 @@ fn generation_flip_is_atomic() {
     .frame();
     let dst = |dp: &Datapath| run_once(dp, &frame).1[0..6].to_vec();
     assert_eq!(dst(&dp), fixture_owner(1).mac.0);
+    // The external IPs flip with the table: the next one replaces the first.
+    let new_external = Ipv4Addr::new(198, 51, 100, 77);
+    let inbound_to = |ip: Ipv4Addr| {
+        Ip::new(
+            REMOTE,
+            ip,
+            L4::Udp {
+                sport: 53,
+                dport: 5000,
+            },
+        )
+        .frame()
+    };
+    let verdict = |dp: &Datapath, ip: Ipv4Addr| run_once(dp, &inbound_to(ip)).0;
+    assert_eq!(verdict(&dp, EXTERNAL[0]), XdpAction::Tx);
+    assert_eq!(verdict(&dp, new_external), XdpAction::Pass);
 
     // Scribble a half-written table into the inactive generation: packets must not
     // see it, because the active word still points at the other half.
     let mut b = all_to(2);
     b.epoch = mfplane_lb::table::Epoch(2);
-    let mut half = b.image(HASH_KEY);
+    b.external_ips = [new_external].into_iter().collect();
+    let mut half = b.image(HASH_KEY).unwrap();
     for s in half.buckets.iter_mut().skip(100) {
-        *s = OwnerSlot::NONE;
+        *s = None;
     }
     dp.write_generation(gen_a.other(), &half).unwrap();
     for _ in 0..3 {
@@ -899,12 +915,25 @@ fn generation_flip_is_atomic() {
             fixture_owner(1).mac.0,
             "inactive generation leaked"
         );
+        assert_eq!(
+            verdict(&dp, EXTERNAL[0]),
+            XdpAction::Tx,
+            "external set leaked"
+        );
+        assert_eq!(
+            verdict(&dp, new_external),
+            XdpAction::Pass,
+            "external set leaked"
+        );
     }
     // The complete table, then the flip: every bucket moves at once.
-    dp.write_generation(gen_a.other(), &b.image(HASH_KEY))
+    dp.write_generation(gen_a.other(), &b.image(HASH_KEY).unwrap())
         .unwrap();
     dp.activate(gen_a.other()).unwrap();
     assert_eq!(dst(&dp), fixture_owner(2).mac.0);
+    assert_eq!(verdict(&dp, new_external), XdpAction::Tx);
+    assert_eq!(verdict(&dp, EXTERNAL[0]), XdpAction::Pass);
+    assert_eq!(dp.external_ips().unwrap(), b.external_ips);
     assert_eq!(dp.generation_config(gen_a.other()).unwrap().epoch, 2);
     assert_eq!(
         dp.generation_config(gen_a).unwrap().epoch,

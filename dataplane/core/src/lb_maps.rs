@@ -2,42 +2,49 @@
 //! definition of their names, key/value types and counters.
 //!
 //! # Two table generations
-//! The steering table (bucket -> owner slot, owner slot -> [`Owner`], plus the bucket
-//! bits and hash key of [`DataplaneConfig`]) exists twice, as generation 0 and 1, side
-//! by side in the same maps. The program reads [`MAP_LB_ACTIVE`] (one [`Generation`]
-//! word) once per packet and uses only that generation. The agent writes the inactive
+//! The steering table (bucket -> [`crate::maps::Owner`], the external-IP set, plus the bucket bits
+//! and hash key of [`DataplaneConfig`]) exists twice, as generation 0 and 1, side by
+//! side in the same maps. The program reads [`MAP_LB_ACTIVE`] (one [`Generation`] word)
+//! once per packet and uses only that generation. The agent writes the inactive
 //! generation completely, then flips the one word: a packet sees either the whole old
 //! table or the whole new one, never a half-written mix.
+//!
+//! # Per-packet cost
+//! Every per-packet structure is an array map, which the kernel inlines into a bounds
+//! check and an address computation (no helper call, no hashing): the owner's MAC and
+//! IP sit in the bucket entry itself (one lookup steers), the external IPs are an
+//! exact set of fixed-size groups ([`ExternalGroup`], one lookup and eight compares
+//! instead of a hash-map walk), and the counters are one per-CPU struct looked up once
+//! per packet.
 //!
 //! # Maps
 //! - [`MAP_LB_SETTINGS`]: `Array<LbSettings>`, one entry: mode, fabric interface, the
 //!   outside-only interfaces and the inside prefixes. Written once at startup.
 //! - [`MAP_LB_ACTIVE`]: `Array<Generation>`, one entry: the generation in use.
-//! - [`MAP_LB_GEN_CFG`]: `Array<DataplaneConfig>`, two entries (one per generation).
-//! - [`MAP_LB_BUCKETS`]: `Array<OwnerSlot>`, `2 * MAX_BUCKETS` entries, index
-//!   [`bucket_index`].
-//! - [`MAP_LB_OWNERS`]: `Array<Owner>`, `2 * MAX_OWNERS` entries, index [`owner_index`].
-//! - [`MAP_LB_EXTERNAL`]: `HashMap<u32, u32>`: the cluster's external IPs (host order)
-//!   -> 1. Inbound traffic is traffic to one of these.
+//! - [`MAP_LB_GEN_CFG`]: `Array<LbGenConfig>`, two entries (one per generation).
+//! - [`MAP_LB_BUCKETS`]: `Array<Owner>`, `2 * MAX_BUCKETS` entries, index
+//!   [`bucket_index`]; an all-zero entry ([`crate::maps::Owner::NONE`]) is a bucket
+//!   without owner.
+//! - [`MAP_LB_EXT_SET`]: `Array<ExternalGroup>`, `2 * EXT_GROUPS` entries, index
+//!   [`ext_index`]: the cluster's external IPs. Inbound traffic is traffic to one of
+//!   these.
 //! - [`MAP_LB_FRAGS`]: `LruHashMap<FragKey, u32>`: first fragment -> its bucket.
 //! - [`MAP_LB_FABRIC`]: `DevMap`, one entry (index 0): the fabric interface for
 //!   `XDP_REDIRECT`.
-//! - [`MAP_LB_COUNTERS`]: `PerCpuArray<u64>` with [`LbCounter::COUNT`] entries.
+//! - [`MAP_LB_COUNTERS`]: `PerCpuArray<LbCounters>`, one entry.
 
-use crate::maps::{MAX_BUCKETS, MAX_OWNERS};
+use crate::maps::{DataplaneConfig, MAX_BUCKETS};
 
 /// Name of the settings array map.
 pub const MAP_LB_SETTINGS: &str = "LB_SETTINGS";
 /// Name of the active-generation array map (the flip word).
 pub const MAP_LB_ACTIVE: &str = "LB_ACTIVE";
-/// Name of the per-generation [`crate::DataplaneConfig`] array map.
+/// Name of the per-generation [`LbGenConfig`] array map.
 pub const MAP_LB_GEN_CFG: &str = "LB_GEN_CFG";
-/// Name of the per-generation bucket -> owner-slot array map.
+/// Name of the per-generation bucket -> owner array map.
 pub const MAP_LB_BUCKETS: &str = "LB_BUCKETS";
-/// Name of the per-generation owner-slot -> owner array map.
-pub const MAP_LB_OWNERS: &str = "LB_OWNERS";
-/// Name of the external-IP hash map.
-pub const MAP_LB_EXTERNAL: &str = "LB_EXTERNAL";
+/// Name of the per-generation external-IP set (an array of [`ExternalGroup`]s).
+pub const MAP_LB_EXT_SET: &str = "LB_EXT_SET";
 /// Name of the fragment-tracking LRU map.
 pub const MAP_LB_FRAGS: &str = "LB_FRAGS";
 /// Name of the fabric device map.
@@ -49,10 +56,18 @@ pub const MAP_LB_COUNTERS: &str = "LB_COUNTERS";
 pub const GENERATIONS: u32 = 2;
 /// Entries of [`MAP_LB_BUCKETS`].
 pub const LB_BUCKET_ENTRIES: u32 = GENERATIONS * MAX_BUCKETS;
-/// Entries of [`MAP_LB_OWNERS`].
-pub const LB_OWNER_ENTRIES: u32 = GENERATIONS * MAX_OWNERS;
-/// Entries of [`MAP_LB_EXTERNAL`]: external IPs a cluster may have.
+/// External IPs a cluster may have.
 pub const MAX_EXTERNAL_IPS: u32 = 1024;
+/// log2 of [`EXT_GROUPS`].
+pub const EXT_GROUP_BITS: u32 = 10;
+/// Groups of the external-IP set per generation: as many as [`MAX_EXTERNAL_IPS`], so
+/// even a full set averages one IP per group and a group of [`EXT_WAYS`] overflows
+/// only by rare chance (the agent then picks another [`LbGenConfig::ext_seed`]).
+pub const EXT_GROUPS: u32 = 1 << EXT_GROUP_BITS;
+/// IPs one [`ExternalGroup`] holds.
+pub const EXT_WAYS: usize = 8;
+/// Entries of [`MAP_LB_EXT_SET`].
+pub const LB_EXT_ENTRIES: u32 = GENERATIONS * EXT_GROUPS;
 /// Interfaces an LB may declare outside-only ([`LbSettings::outside_ifindex`]).
 pub const MAX_OUTSIDE_IFACES: usize = 4;
 /// Entries of [`MAP_LB_FRAGS`]: first fragments remembered at once.
@@ -90,14 +105,70 @@ pub const fn bucket_index(generation: Generation, bucket: u32) -> u32 {
     generation.index() * MAX_BUCKETS + (bucket & (MAX_BUCKETS - 1))
 }
 
-/// Index into [`MAP_LB_OWNERS`] of `slot` in generation `generation`, or `None` for a
-/// slot outside the owner table (e.g. [`crate::OwnerSlot::NONE`]).
+/// The group of the external-IP set that holds `ip` (host order) if it is external,
+/// under `seed`. A keyed integer mix, not the flow hash: the set is built by the agent
+/// from the operator's IPs, so only its spread matters, and it is a few 32-bit
+/// multiplications per packet.
 #[inline(always)]
-pub const fn owner_index(generation: Generation, slot: u32) -> Option<u32> {
-    if slot >= MAX_OWNERS {
-        return None;
+pub const fn ext_group(ip: u32, seed: u32) -> u32 {
+    let x = (ip ^ seed).wrapping_mul(0x9e37_79b1);
+    (x ^ (x >> 15)).wrapping_mul(0x85eb_ca6b) >> (32 - EXT_GROUP_BITS)
+}
+
+/// Index into [`MAP_LB_EXT_SET`] of the group of `ip` in generation `generation`.
+#[inline(always)]
+pub const fn ext_index(generation: Generation, ip: u32, seed: u32) -> u32 {
+    generation.index() * EXT_GROUPS + ext_group(ip, seed)
+}
+
+/// One group of the external-IP set: up to [`EXT_WAYS`] IPs (host order) whose
+/// [`ext_group`] is this group; unused ways are 0, which is never an external IP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct ExternalGroup {
+    pub ips: [u32; EXT_WAYS],
+}
+
+impl ExternalGroup {
+    /// `true` if `ip` is in the group. 0.0.0.0 never is (it marks unused ways).
+    #[inline(always)]
+    pub const fn contains(&self, ip: u32) -> bool {
+        if ip == 0 {
+            return false;
+        }
+        let mut i = 0;
+        // Constant bound: unrolled, eight compares.
+        while i < EXT_WAYS {
+            if self.ips[i] == ip {
+                return true;
+            }
+            i += 1;
+        }
+        false
     }
-    Some(generation.index() * MAX_OWNERS + slot)
+
+    /// Adds `ip` to the first unused way; `false` if the group is full.
+    pub fn insert(&mut self, ip: u32) -> bool {
+        match self.ips.iter_mut().find(|w| **w == 0) {
+            Some(w) => {
+                *w = ip;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The per-generation config ([`MAP_LB_GEN_CFG`]): the shared table config and the
+/// seed the agent built this generation's external-IP set with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct LbGenConfig {
+    pub table: DataplaneConfig,
+    /// Seed of [`ext_group`] for this generation's [`MAP_LB_EXT_SET`] half.
+    pub ext_seed: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
 }
 
 /// How the LB hands a packet to its owner.
@@ -275,7 +346,7 @@ pub enum CounterKind {
 
 macro_rules! lb_counters {
     ($( $(#[$doc:meta])* $name:ident = ($kind:ident, $label:literal), )*) => {
-        /// Per-CPU counters of the LB program: the index into [`MAP_LB_COUNTERS`] is
+        /// Per-CPU counters of the LB program: the index into [`LbCounters::counts`] is
         /// `counter as u32`; `label()` is the Prometheus label value, stable across
         /// releases.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -287,7 +358,7 @@ macro_rules! lb_counters {
         impl LbCounter {
             /// Every counter, in index order.
             pub const ALL: &'static [LbCounter] = &[$(LbCounter::$name,)*];
-            /// Number of counters (entries of [`MAP_LB_COUNTERS`]).
+            /// Number of counters (entries of [`LbCounters::counts`]).
             pub const COUNT: u32 = LbCounter::ALL.len() as u32;
 
             pub const fn label(self) -> &'static str {
@@ -359,6 +430,36 @@ lb_counters! {
     NotConfigured = (Event, "not_configured"),
 }
 
+/// All counters of one CPU: the one value of [`MAP_LB_COUNTERS`]. One struct, so the
+/// program looks it up once per packet however many counters the packet bumps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct LbCounters {
+    /// Indexed by [`LbCounter::index`].
+    pub counts: [u64; LbCounter::COUNT as usize],
+}
+
+impl Default for LbCounters {
+    fn default() -> Self {
+        LbCounters {
+            counts: [0; LbCounter::COUNT as usize],
+        }
+    }
+}
+
+impl LbCounters {
+    /// Adds one to `c`.
+    #[inline(always)]
+    pub fn bump(&mut self, c: LbCounter) {
+        self.counts[c as usize] += 1;
+    }
+
+    /// The value of `c`.
+    pub const fn get(&self, c: LbCounter) -> u64 {
+        self.counts[c as usize]
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY (all): repr(C)/repr(transparent) structs of integers and byte arrays with
@@ -366,6 +467,9 @@ mod pod {
     unsafe impl aya::Pod for super::Generation {}
     unsafe impl aya::Pod for super::Ipv4Prefix {}
     unsafe impl aya::Pod for super::LbSettings {}
+    unsafe impl aya::Pod for super::ExternalGroup {}
+    unsafe impl aya::Pod for super::LbGenConfig {}
+    unsafe impl aya::Pod for super::LbCounters {}
 }
 
 #[cfg(test)]
@@ -385,6 +489,34 @@ mod tests {
         assert_eq!(align_of::<LbSettings>(), 4);
         assert_eq!(size_of::<SteerMode>(), 4);
         assert_eq!(size_of::<LbCounter>(), 4);
+        assert_eq!(size_of::<ExternalGroup>(), 4 * EXT_WAYS);
+        assert_eq!(size_of::<LbGenConfig>(), 40);
+        assert_eq!(align_of::<LbGenConfig>(), 8);
+        assert_eq!(size_of::<LbCounters>(), 8 * LbCounter::COUNT as usize);
+    }
+
+    #[test]
+    fn external_groups_stay_in_their_generation() {
+        for ip in [0u32, 1, 0xc633_6401, u32::MAX] {
+            for seed in [0u32, 7, u32::MAX] {
+                assert!(ext_group(ip, seed) < EXT_GROUPS);
+                assert!(ext_index(Generation(0), ip, seed) < EXT_GROUPS);
+                let i1 = ext_index(Generation(1), ip, seed);
+                assert!((EXT_GROUPS..LB_EXT_ENTRIES).contains(&i1));
+            }
+        }
+    }
+
+    #[test]
+    fn external_group_membership() {
+        let mut g = ExternalGroup::default();
+        assert!(!g.contains(0), "unused ways never match 0.0.0.0");
+        for ip in 1..=EXT_WAYS as u32 {
+            assert!(g.insert(ip));
+        }
+        assert!(!g.insert(99), "a full group refuses");
+        assert!(g.contains(1) && g.contains(EXT_WAYS as u32));
+        assert!(!g.contains(99) && !g.contains(0));
     }
 
     #[test]
@@ -406,8 +538,7 @@ mod tests {
             MAP_LB_ACTIVE,
             MAP_LB_GEN_CFG,
             MAP_LB_BUCKETS,
-            MAP_LB_OWNERS,
-            MAP_LB_EXTERNAL,
+            MAP_LB_EXT_SET,
             MAP_LB_FRAGS,
             MAP_LB_FABRIC,
             MAP_LB_COUNTERS,
@@ -425,8 +556,6 @@ mod tests {
         assert_eq!(bucket_index(g0, 5), 5);
         assert_eq!(bucket_index(g1, 5), MAX_BUCKETS + 5);
         assert!(bucket_index(Generation(7), MAX_BUCKETS - 1) < LB_BUCKET_ENTRIES);
-        assert_eq!(owner_index(g1, 3), Some(MAX_OWNERS + 3));
-        assert_eq!(owner_index(g0, u32::MAX), None);
     }
 
     #[test]

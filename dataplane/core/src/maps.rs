@@ -67,6 +67,16 @@ pub struct Owner {
 }
 
 impl Owner {
+    /// No owner: an entry never written (all zero). Steering there would be a guess.
+    pub const NONE: Owner = Owner::new([0; 6], 0);
+
+    /// `true` for [`Owner::NONE`].
+    #[inline(always)]
+    pub const fn is_none(&self) -> bool {
+        let m = self.mac;
+        self.ipv4 == 0 && m[0] | m[1] | m[2] | m[3] | m[4] | m[5] == 0
+    }
+
     pub const fn new(mac: [u8; 6], ipv4: u32) -> Self {
         Owner {
             mac,

@@ -11,15 +11,15 @@ use core::ops::ControlFlow;
 
 use aya_ebpf::programs::XdpContext;
 use mfplane_core::hdr::{
-    ETH_P_8021Q, ETH_P_IPV4, EthHdr, IP_DF, IcmpHdr, Ipv4Hdr, L4Lead, TcpHdr, UdpHdr, VlanHdr,
+    ETH_P_8021Q, ETH_P_IPV4, EthHdr, IcmpHdr, Ipv4Hdr, L4Lead, TcpHdr, UdpHdr, VlanHdr,
     icmp_type,
 };
-use mfplane_core::lb_maps::{FRAG_PASS, LbCounter};
+use mfplane_core::lb_maps::{FRAG_PASS, LbCounter, LbCounters};
 use mfplane_core::maps::FragKey;
 use mfplane_core::{BucketBits, Proto, inbound_bucket, outbound_bucket};
 
 use crate::consts::{DROP, PASS};
-use crate::maps::{FRAGS, Table, bump};
+use crate::maps::{FRAGS, Table};
 
 /// A pointer to a `T` at byte `off` of the packet, or `None` if the packet is shorter.
 #[inline(always)]
@@ -43,24 +43,31 @@ pub fn view_at<T>(ctx: &XdpContext, off: usize) -> Option<&T> {
 
 /// Counts `reason` and ends the packet with `XDP_DROP`.
 #[inline(always)]
-pub fn drop_with<T>(reason: LbCounter) -> ControlFlow<u32, T> {
-    bump(reason);
+pub fn drop_with<T>(c: &mut LbCounters, reason: LbCounter) -> ControlFlow<u32, T> {
+    c.bump(reason);
     ControlFlow::Break(DROP)
 }
 
 /// A view of the `T` at `off`, or drops the packet as `reason`.
 #[inline(always)]
-fn need<T>(ctx: &XdpContext, off: usize, reason: LbCounter) -> ControlFlow<u32, &T> {
+fn need<'a, T>(
+    ctx: &'a XdpContext,
+    c: &mut LbCounters,
+    off: usize,
+    reason: LbCounter,
+) -> ControlFlow<u32, &'a T> {
     match view_at::<T>(ctx, off) {
         Some(h) => ControlFlow::Continue(h),
-        None => drop_with(reason),
+        None => drop_with(c, reason),
     }
 }
 
-/// A sane IPv4 packet: where its headers start and the IPv4 fields the LB uses
-/// (read once, host order).
+/// A sane IPv4 packet: where its headers start, the fields every packet needs (read
+/// once, host order) and a view of the header for the rest, read only on the paths
+/// that use them (fragments, IP-in-IP), so the common path loads and keeps nothing
+/// it does not need.
 #[derive(Clone, Copy)]
-pub struct Ipv4Packet {
+pub struct Ipv4Packet<'a> {
     /// Offset of the IPv4 header (after Ethernet and an optional 802.1Q tag).
     pub l3: usize,
     /// Offset of the L4 header (after the IPv4 options).
@@ -68,45 +75,38 @@ pub struct Ipv4Packet {
     pub src: u32,
     pub dst: u32,
     pub proto: u8,
-    pub tos: u8,
-    pub id: u16,
-    pub total_len: u16,
-    /// The DF flag, copied to an IP-in-IP outer header.
-    pub dont_fragment: bool,
-    /// A fragment with offset > 0: no L4 header.
-    pub later_fragment: bool,
-    /// More fragments follow this one.
-    pub more_fragments: bool,
+    /// The checked header; valid until a `bpf_xdp_adjust_head`.
+    pub hdr: &'a Ipv4Hdr,
 }
 
 /// Parses Ethernet (one optional 802.1Q tag) and checks the IPv4 header. Non-IPv4
 /// frames pass to the kernel; malformed IPv4 is dropped and counted.
 #[inline(always)]
-pub fn ipv4(ctx: &XdpContext) -> ControlFlow<u32, Ipv4Packet> {
+pub fn ipv4<'a>(ctx: &'a XdpContext, c: &mut LbCounters) -> ControlFlow<u32, Ipv4Packet<'a>> {
     let Some(eth) = view_at::<EthHdr>(ctx, 0) else {
         return ControlFlow::Break(PASS);
     };
     let mut l3 = size_of::<EthHdr>();
     let mut ether_type = eth.ether_type();
     if ether_type == ETH_P_8021Q {
-        let vlan: &VlanHdr = need(ctx, l3, LbCounter::DropTruncated)?;
+        let vlan: &VlanHdr = need(ctx, c, l3, LbCounter::DropTruncated)?;
         ether_type = vlan.ether_type();
         l3 += size_of::<VlanHdr>();
     }
     if ether_type != ETH_P_IPV4 {
         return ControlFlow::Break(PASS);
     }
-    let ip: &Ipv4Hdr = need(ctx, l3, LbCounter::DropTruncated)?;
+    let ip: &Ipv4Hdr = need(ctx, c, l3, LbCounter::DropTruncated)?;
     if ip.version() != 4 {
-        return drop_with(LbCounter::DropBadVersion);
+        return drop_with(c, LbCounter::DropBadVersion);
     }
     if ip.ihl() < 5 {
-        return drop_with(LbCounter::DropBadIhl);
+        return drop_with(c, LbCounter::DropBadIhl);
     }
     let frame_len = ctx.data_end() - ctx.data();
     let total = ip.total_len() as usize;
     if total < ip.header_len() || l3 + total > frame_len {
-        return drop_with(LbCounter::DropBadLength);
+        return drop_with(c, LbCounter::DropBadLength);
     }
     // IHL is 4 bits, so the offset stays bounded for the verifier.
     let l4 = l3 + ((ip.version_ihl & 0x0f) as usize) * 4;
@@ -116,12 +116,7 @@ pub fn ipv4(ctx: &XdpContext) -> ControlFlow<u32, Ipv4Packet> {
         src: ip.src_addr(),
         dst: ip.dst_addr(),
         proto: ip.proto,
-        tos: ip.tos,
-        id: ip.id(),
-        total_len: ip.total_len(),
-        dont_fragment: ip.frag_word() & IP_DF != 0,
-        later_fragment: ip.is_later_fragment(),
-        more_fragments: ip.more_fragments(),
+        hdr: ip,
     })
 }
 
@@ -139,28 +134,29 @@ pub enum Direction {
 #[inline(always)]
 pub fn bucket(
     ctx: &XdpContext,
+    c: &mut LbCounters,
     pkt: &Ipv4Packet,
     dir: Direction,
     table: &Table,
     bits: BucketBits,
 ) -> ControlFlow<u32, u32> {
-    let frag_key = FragKey::new(pkt.src, pkt.dst, pkt.id, pkt.proto);
-    if pkt.later_fragment {
+    let frag_key = || FragKey::new(pkt.src, pkt.dst, pkt.hdr.id(), pkt.proto);
+    if pkt.hdr.is_later_fragment() {
         // SAFETY: the u32 value is copied out at once.
-        return match unsafe { FRAGS.get(&frag_key) }.copied() {
+        return match unsafe { FRAGS.get(&frag_key()) }.copied() {
             Some(FRAG_PASS) => {
-                bump(LbCounter::FragmentFollowed);
+                c.bump(LbCounter::FragmentFollowed);
                 ControlFlow::Break(PASS)
             }
             Some(b) => {
-                bump(LbCounter::FragmentFollowed);
+                c.bump(LbCounter::FragmentFollowed);
                 ControlFlow::Continue(b)
             }
-            None => drop_with(LbCounter::DropFragmentNoHead),
+            None => drop_with(c, LbCounter::DropFragmentNoHead),
         };
     }
-    let decision = l4_bucket(ctx, pkt, dir, table, bits);
-    if pkt.more_fragments {
+    let decision = l4_bucket(ctx, c, pkt, dir, table, bits);
+    if pkt.hdr.more_fragments() {
         let remembered = match decision {
             ControlFlow::Continue(b) => Some(b),
             ControlFlow::Break(PASS) => Some(FRAG_PASS),
@@ -169,8 +165,8 @@ pub fn bucket(
         };
         if let Some(v) = remembered {
             // A full LRU evicts the oldest entry; an error here cannot be acted on.
-            let _ = FRAGS.insert(&frag_key, &v, 0);
-            bump(LbCounter::FragmentTracked);
+            let _ = FRAGS.insert(&frag_key(), &v, 0);
+            c.bump(LbCounter::FragmentTracked);
         }
     }
     decision
@@ -180,41 +176,42 @@ pub fn bucket(
 #[inline(always)]
 fn l4_bucket(
     ctx: &XdpContext,
+    c: &mut LbCounters,
     pkt: &Ipv4Packet,
     dir: Direction,
     table: &Table,
     bits: BucketBits,
 ) -> ControlFlow<u32, u32> {
-    let key = &table.config.hash_key;
+    let key = &table.config.table.hash_key;
     let port = match Proto::from_number(pkt.proto) {
         Some(Proto::Tcp) => {
-            let h: &TcpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
+            let h: &TcpHdr = need(ctx, c, pkt.l4, LbCounter::DropTruncated)?;
             match dir {
                 Direction::Outbound => h.src_port(),
                 Direction::Inbound => h.dst_port(),
             }
         }
         Some(Proto::Udp) => {
-            let h: &UdpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
+            let h: &UdpHdr = need(ctx, c, pkt.l4, LbCounter::DropTruncated)?;
             match dir {
                 Direction::Outbound => h.src_port(),
                 Direction::Inbound => h.dst_port(),
             }
         }
         Some(Proto::Icmp) => {
-            let h: &IcmpHdr = need(ctx, pkt.l4, LbCounter::DropTruncated)?;
+            let h: &IcmpHdr = need(ctx, c, pkt.l4, LbCounter::DropTruncated)?;
             match (dir, h.icmp_type) {
                 (Direction::Outbound, _) if h.is_echo() => h.echo_id(),
                 (Direction::Inbound, icmp_type::ECHO_REPLY) => h.echo_id(),
-                _ if h.is_error() => return icmp_error_bucket(ctx, pkt, dir, table, bits),
+                _ if h.is_error() => return icmp_error_bucket(ctx, c, pkt, dir, table, bits),
                 // Inbound echo requests and informational ICMP to an external IP
                 // belong to the host that holds the address.
                 (Direction::Inbound, _) => return ControlFlow::Break(PASS),
-                (Direction::Outbound, _) => return drop_with(LbCounter::DropUnsupported),
+                (Direction::Outbound, _) => return drop_with(c, LbCounter::DropUnsupported),
             }
         }
         None => match dir {
-            Direction::Outbound => return drop_with(LbCounter::DropUnsupported),
+            Direction::Outbound => return drop_with(c, LbCounter::DropUnsupported),
             // Other protocols to an external IP are the address holder's business.
             Direction::Inbound => return ControlFlow::Break(PASS),
         },
@@ -232,19 +229,20 @@ fn l4_bucket(
 #[inline(always)]
 fn icmp_error_bucket(
     ctx: &XdpContext,
+    c: &mut LbCounters,
     pkt: &Ipv4Packet,
     dir: Direction,
     table: &Table,
     bits: BucketBits,
 ) -> ControlFlow<u32, u32> {
-    bump(LbCounter::IcmpError);
+    c.bump(LbCounter::IcmpError);
     let q3 = pkt.l4 + size_of::<IcmpHdr>();
-    let q: &Ipv4Hdr = need(ctx, q3, LbCounter::DropBadIcmpQuote)?;
+    let q: &Ipv4Hdr = need(ctx, c, q3, LbCounter::DropBadIcmpQuote)?;
     if q.version() != 4 || q.ihl() < 5 {
-        return drop_with(LbCounter::DropBadIcmpQuote);
+        return drop_with(c, LbCounter::DropBadIcmpQuote);
     }
     let q4 = q3 + ((q.version_ihl & 0x0f) as usize) * 4;
-    let lead: &L4Lead = need(ctx, q4, LbCounter::DropBadIcmpQuote)?;
+    let lead: &L4Lead = need(ctx, c, q4, LbCounter::DropBadIcmpQuote)?;
     // TCP/UDP: ports in w0 (source) and w1 (destination); ICMP echo: id in w2.
     let (src_port, dst_port) = match Proto::from_number(q.proto) {
         Some(Proto::Tcp | Proto::Udp) => (u16::from_be_bytes(lead.w0), u16::from_be_bytes(lead.w1)),
@@ -252,13 +250,13 @@ fn icmp_error_bucket(
             let id = u16::from_be_bytes(lead.w2);
             (id, id)
         }
-        None => return drop_with(LbCounter::DropUnsupported),
+        None => return drop_with(c, LbCounter::DropUnsupported),
     };
     ControlFlow::Continue(match dir {
         Direction::Inbound => inbound_bucket(bits, src_port).0,
         Direction::Outbound => {
             outbound_bucket(
-                &table.config.hash_key,
+                &table.config.table.hash_key,
                 bits,
                 q.dst_addr(),
                 dst_port,
