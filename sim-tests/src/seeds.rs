@@ -5,7 +5,9 @@
 //! - `SIM_SEEDS=N`: seeds `1..=N` (`SIM_SEED_FIRST=F`: `F..F+N`, to split a long run
 //!   over several processes);
 //! - `SIM_SEED=x`: only seed `x` (replay);
-//! - `SIM_FLOWS=N`: flows per run (default 1000).
+//! - `SIM_FLOWS=N`: flows per run (default 1000);
+//! - `SIM_LOG=<filter>` (e.g. `SIM_LOG=mfplane_node=debug`): the node's logs on
+//!   stderr, stamped with simulated time, to study a replayed seed.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -31,6 +33,7 @@ pub fn seeds(ci: u64) -> Vec<u64> {
 /// Runs `run` on every seed; panics on the first failing one with its violations,
 /// the seed and the replay command. Prints a summary (failover and rebalance times).
 pub fn run_seeds(test: &str, ci: u64, run: impl Fn(u64) -> Report) -> Vec<Report> {
+    init_logging();
     let started = Instant::now();
     let mut reports = Vec::new();
     for seed in seeds(ci) {
@@ -114,5 +117,28 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "(non-string panic)".into()
+    }
+}
+
+/// Installs a log subscriber if `SIM_LOG` asks for one (once per process).
+fn init_logging() {
+    let Ok(filter) = std::env::var("SIM_LOG") else {
+        return;
+    };
+    // Another test of this process may have installed it already.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_timer(SimTime)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Log timestamps in simulated milliseconds.
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let t = turmoil::sim_elapsed().unwrap_or_default();
+        write!(w, "t={}ms", t.as_millis())
     }
 }

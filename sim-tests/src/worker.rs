@@ -44,8 +44,6 @@ pub const EXTERNAL_IPS: [Ipv4Addr; 2] = [
 /// Added to simulated time for the engine's millisecond clock (`created_ms`).
 pub const CLOCK_BASE_MS: u64 = 1_700_000_000_000;
 
-/// How often the data path re-checks its lease and bucket table, as the daemon's loop.
-const OWNERSHIP_CHECK: Duration = Duration::from_millis(10);
 /// How often idle sessions are looked for, as the daemon's loop.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 /// How many times longer than the leader's wait [`Bug::LeaseMismatch`]'s owner
@@ -171,16 +169,23 @@ pub async fn run(spec: WorkerSpec, world: Arc<World>) -> turmoil::Result {
     let mut applied = member.sm.subscribe();
     let nat = Arc::new(Mutex::new(NatWorker::new(member.clone(), &opts, now())?));
     let sock = turmoil::net::UdpSocket::bind(("0.0.0.0", DATA_PORT)).await?;
-    let me = member.id;
+    let (decided_tx, mut decided_rx) = mpsc::unbounded_channel::<Decided>();
+    let datapath = DataPath {
+        me: member.id,
+        retry_for: member.config.timing.lease,
+        nat: nat.clone(),
+        proposer: proposer.clone(),
+        decided: decided_tx,
+        slot: slot.clone(),
+    };
     *lock(&slot.live) = Some(WorkerLive {
         member,
         nat: nat.clone(),
     });
     *lock(&slot.boots) += 1;
 
-    let (decided_tx, mut decided_rx) = mpsc::unbounded_channel::<Decided>();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut ownership = tokio::time::interval(OWNERSHIP_CHECK);
+    let mut ownership = tokio::time::interval(packet_loop::OWNERSHIP_CHECK);
     ownership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -205,7 +210,7 @@ pub async fn run(spec: WorkerSpec, world: Arc<World>) -> turmoil::Result {
             }
             r = sock.recv_from(&mut buf) => {
                 let (n, _) = r?;
-                let out = process(&nat, &proposer, &decided_tx, &slot, me, &buf[..n]);
+                let out = datapath.process(&buf[..n]);
                 if !out.is_empty() {
                     sock.send_to(&out, (TRAFFIC, DATA_PORT)).await?;
                 }
@@ -214,31 +219,44 @@ pub async fn run(spec: WorkerSpec, world: Arc<World>) -> turmoil::Result {
     }
 }
 
-/// Translates one burst as the daemon's loop translates frames: every new session is
-/// proposed (and logged in `slot` for the checker), and whatever was translated goes
-/// back to the traffic generator.
-fn process(
-    nat: &Mutex<NatWorker>,
-    proposer: &SessionProposer,
-    decided: &mpsc::UnboundedSender<Decided>,
-    slot: &WorkerSlot,
+/// What the packet branch of the loop needs.
+struct DataPath {
     me: NodeId,
-    datagram: &[u8],
-) -> Vec<u8> {
-    let now = now();
-    let mut out = Burst::default();
-    let mut w = lock(nat);
-    for frame in frames(datagram) {
-        let mut f = frame.to_vec();
-        let verdict = w.process_ipv4(&mut f, now);
-        let created = w.take_created();
-        if !created.is_empty() {
-            lock(&slot.allocated).extend(created.iter().map(|r| (me, *r)));
-            packet_loop::propose(proposer, created, false, decided.clone());
+    /// How long an unanswered proposal is retried (the lease, as in the daemon).
+    retry_for: Duration,
+    nat: Arc<Mutex<NatWorker>>,
+    proposer: SessionProposer,
+    decided: mpsc::UnboundedSender<Decided>,
+    /// Where allocations are logged for the checker.
+    slot: Arc<WorkerSlot>,
+}
+
+impl DataPath {
+    /// Translates one burst as the daemon's loop translates frames: every new session
+    /// is proposed (and logged for the checker), and whatever was translated goes back
+    /// to the traffic generator.
+    fn process(&self, datagram: &[u8]) -> Vec<u8> {
+        let now = now();
+        let mut out = Burst::default();
+        let mut w = lock(&self.nat);
+        for frame in frames(datagram) {
+            let mut f = frame.to_vec();
+            let verdict = w.process_ipv4(&mut f, now);
+            let created = w.take_created();
+            if !created.is_empty() {
+                lock(&self.slot.allocated).extend(created.iter().map(|r| (self.me, *r)));
+                packet_loop::propose(
+                    &self.proposer,
+                    created,
+                    false,
+                    self.retry_for,
+                    self.decided.clone(),
+                );
+            }
+            if let Verdict::Translated(_) = verdict {
+                out.push(&f);
+            }
         }
-        if let Verdict::Translated(_) = verdict {
-            out.push(&f);
-        }
+        out.take()
     }
-    out.take()
 }

@@ -71,6 +71,45 @@ fn same_seed_same_trace() {
     );
 }
 
+/// Set in the child process of [`same_seed_same_trace_in_another_process`].
+const TRACE_CHILD: &str = "SIM_TRACE_CHILD";
+
+/// A fresh process (its own address space, thread ids, std hashers and wall clock)
+/// must give the same trace as this one: nothing may leak into a run from outside
+/// the seed.
+#[test]
+fn same_seed_same_trace_in_another_process() {
+    let hash = scenario::failover(7, Scale { flows: 300 }).trace_hash;
+    let line = format!("trace hash of seed 7: {hash:016x}");
+    if std::env::var_os(TRACE_CHILD).is_some() {
+        println!("{line}");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "same_seed_same_trace_in_another_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(TRACE_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the child run failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The test harness prints its own words on the same line.
+    let child = stdout
+        .find("trace hash of seed 7: ")
+        .and_then(|at| stdout.get(at..at + line.len()))
+        .unwrap_or_else(|| panic!("the child printed no trace hash: {stdout}"));
+    assert_eq!(child, line, "seed 7 gave another trace in another process");
+}
+
 #[test]
 fn checker_catches_buckets_moved_before_the_lease_expired() {
     for seed in 1..=3 {

@@ -31,8 +31,10 @@ const MAX_FRAME: usize = 9216 + 18;
 const ETH_HEADER: usize = 14;
 /// How often the data path re-checks its lease and the bucket table outside of
 /// applied changes; small against any lease (at least 6 heartbeats of 10 ms).
-const OWNERSHIP_CHECK: Duration = Duration::from_millis(10);
+pub const OWNERSHIP_CHECK: Duration = Duration::from_millis(10);
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+/// Pause before proposing again sessions whose proposal got no answer.
+const PROPOSE_RETRY: Duration = Duration::from_millis(20);
 /// How long the data path waits for the default gateway to answer ARP at start.
 const GATEWAY_WAIT: Duration = Duration::from_secs(5);
 
@@ -193,7 +195,7 @@ pub async fn run<I: PacketIo>(
                     if let Some(h) = &mut held {
                         h.add_pending(&created);
                     }
-                    propose(&proposer, created, held.is_some(), decided_tx.clone());
+                    propose(&proposer, created, held.is_some(), member.config.timing.lease, decided_tx.clone());
                 }
                 match verdict {
                     Verdict::Translated(_) => {
@@ -272,36 +274,60 @@ pub fn propose_removal(proposer: &SessionProposer, keys: Vec<SessionKey>) {
 
 /// Proposes `created` in the background and sends the outcome back to the data path:
 /// refused keys always (they are undone), committed ones if `report_committed`.
+///
+/// A proposal the cluster does not answer (no leader, a timeout) has an unknown fate:
+/// it may still commit. While this member holds its lease no other member allocates in
+/// these buckets, so the mapping stays and is proposed again (an identical record
+/// commits idempotently), for at most `retry_for` (the daemon passes the lease
+/// duration). Undoing it at once would make the next packet allocate a second mapping
+/// for the flow, which the far end would see change when the first one commits after
+/// all. Only once the lease is gone (or `retry_for` has passed) is it undone, so it
+/// cannot collide with an allocation a new owner makes; if it committed, the applied
+/// stream brings it back.
 pub fn propose(
     proposer: &SessionProposer,
     created: Vec<mfplane_core::SessionRecord>,
     report_committed: bool,
+    retry_for: Duration,
     decided: mpsc::UnboundedSender<Decided>,
 ) {
     let proposer = proposer.clone();
     tokio::spawn(async move {
-        let records = created.clone();
+        let records = created;
         let mut outcome = Decided::default();
-        match proposer.propose(created).await {
-            Ok(outcomes) => {
-                for (rec, o) in records.iter().zip(&outcomes) {
-                    match o {
-                        Outcome::Rejected(_) => outcome.refused.push(*rec),
-                        Outcome::Accepted if report_committed => outcome.committed.push(rec.key),
-                        Outcome::Accepted => {}
+        let give_up = tokio::time::Instant::now() + retry_for;
+        loop {
+            match proposer.propose(records.clone()).await {
+                Ok(outcomes) => {
+                    for (rec, o) in records.iter().zip(&outcomes) {
+                        match o {
+                            Outcome::Rejected(_) => outcome.refused.push(*rec),
+                            Outcome::Accepted if report_committed => {
+                                outcome.committed.push(rec.key);
+                            }
+                            Outcome::Accepted => {}
+                        }
                     }
+                    if !outcome.refused.is_empty() {
+                        metrics::counter!("mfplane_datapath_sessions_refused_total")
+                            .increment(outcome.refused.len() as u64);
+                    }
+                    break;
                 }
-                if !outcome.refused.is_empty() {
-                    metrics::counter!("mfplane_datapath_sessions_refused_total")
-                        .increment(outcome.refused.len() as u64);
+                Err(e @ (Error::NoLease | Error::ShuttingDown)) => {
+                    tracing::warn!(error = %e, sessions = records.len(), "new sessions not confirmed and no lease left; undoing them");
+                    outcome.refused = records;
+                    break;
                 }
-            }
-            Err(e) => {
-                // Not committed and not refused: the cluster did not answer (no leader,
-                // no lease). The mapping stays unreplicated; undo it so it cannot collide
-                // with an allocation a new owner makes.
-                tracing::warn!(error = %e, sessions = records.len(), "proposing new sessions failed; undoing them");
-                outcome.refused = records;
+                Err(e) if tokio::time::Instant::now() >= give_up => {
+                    tracing::warn!(error = %e, sessions = records.len(), "new sessions still not confirmed; undoing them");
+                    outcome.refused = records;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, sessions = records.len(), "proposing new sessions got no answer; proposing them again");
+                    tokio::time::sleep(PROPOSE_RETRY).await;
+                }
             }
         }
         if !outcome.committed.is_empty() || !outcome.refused.is_empty() {
