@@ -16,6 +16,8 @@
 //! - Replay one seed: `SIM_SEED=17 cargo test -p mfplane-sim-tests --test scenarios
 //!   s4_partitions -- --nocapture`; a failure prints exactly this command.
 //! - `SIM_FLOWS=N` changes the number of flows (default 1000).
+//! - `SIM_LOG=mfplane_node=debug` prints the node's logs, stamped with simulated time
+//!   (for studying a replayed seed).
 //! - With `--nocapture` every seed prints its trace hash (equal across runs and
 //!   processes for one seed) and its timings, and every test the p50/max of
 //!   each kind of recovery (failover, rebalance, heal).
