@@ -10,11 +10,14 @@
 //!
 //! # Running
 //! - CI: `cargo test -p mfplane-sim-tests` runs scenarios 1-5 on seeds 1..=50 each,
-//!   the soak on 5 seeds, the determinism test and the two deliberate-bug tests.
-//! - More seeds: `SIM_SEEDS=500 cargo test -p mfplane-sim-tests --test scenarios s6_soak
-//!   -- --nocapture` (add `SIM_SEED_FIRST=251` to split a long run over processes).
+//!   the soak on 5 seeds plus the seeds that once found a bug, the determinism tests
+//!   (twice in one process, and against a child process) and the two deliberate-bug
+//!   tests.
+//! - More seeds: `SIM_SEEDS=500 cargo test -p mfplane-sim-tests --test scenarios
+//!   -- --exact s6_soak --nocapture` (add `SIM_SEED_FIRST=251` to split a long run over
+//!   processes).
 //! - Replay one seed: `SIM_SEED=17 cargo test -p mfplane-sim-tests --test scenarios
-//!   s4_partitions -- --nocapture`; a failure prints exactly this command.
+//!   -- --exact s4_partitions --nocapture`; a failure prints exactly this command.
 //! - `SIM_FLOWS=N` changes the number of flows (default 1000).
 //! - `SIM_LOG=mfplane_node=debug` prints the node's logs, stamped with simulated time
 //!   (for studying a replayed seed).

@@ -48,7 +48,7 @@ pub fn run_seeds(test: &str, ci: u64, run: impl Fn(u64) -> Report) -> Vec<Report
         };
         if !report.violations.is_empty() {
             panic!(
-                "{test}: seed {seed} failed:\n  - {}\nreplay with:\n  SIM_SEED={seed} cargo test -p mfplane-sim-tests --test scenarios {test} -- --nocapture",
+                "{test}: seed {seed} failed:\n  - {}\nreplay with:\n  SIM_SEED={seed} cargo test -p mfplane-sim-tests --test scenarios -- --exact {test} --nocapture",
                 report.violations.join("\n  - ")
             );
         }

@@ -64,7 +64,7 @@ fn s6_soak_regressions() {
         let r = scenario::soak(seed, Scale::from_env());
         assert!(
             r.violations.is_empty(),
-            "soak seed {seed}: {:?}\nreplay with:\n  SIM_SEED={seed} cargo test -p mfplane-sim-tests --test scenarios s6_soak -- --nocapture",
+            "soak seed {seed}: {:?}\nreplay with:\n  SIM_SEED={seed} cargo test -p mfplane-sim-tests --test scenarios -- --exact s6_soak --nocapture",
             r.violations
         );
     }
