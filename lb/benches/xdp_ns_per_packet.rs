@@ -11,9 +11,13 @@
 //! the baseline's, their ratio and the difference (the LB's own work), as medians
 //! over the rounds.
 //!
-//! IP-in-IP is not measured this way: with `repeat` the kernel runs the program again
-//! on the frame it already encapsulated (the buffer is not reset between runs), so
-//! every run after the first would measure a pass.
+//! IP-in-IP cannot be measured this way: with `repeat` the kernel runs the program
+//! again on the frame it already encapsulated (the buffer is not reset between runs),
+//! so every run after the first would measure a pass. A second table therefore times
+//! single runs (`repeat = 1`, `MFPLANE_BENCH_SINGLES` of them, default 2000, median):
+//! IP-in-IP and L2 steering of the same packet and the empty program. A single run's
+//! figure includes the kernel's timer overhead, so only its differences mean
+//! something: IP-in-IP minus L2 is the encapsulation's cost.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
@@ -186,5 +190,34 @@ fn main() {
     println!(
         "worst case ratio {:.2} (goal: LB ns/packet <= 50)",
         all_ratios.iter().copied().fold(0.0, f64::max)
+    );
+    single_runs(&mut dp, empty, &cases[2].frame);
+}
+
+/// The single-run table, on the fixture table already installed: IP-in-IP against L2
+/// steering of `frame` (outbound TCP) and the empty program, each as the median of many `repeat = 1` runs, interleaved.
+fn single_runs(dp: &mut mfplane_lb::Datapath, empty: &Xdp, frame: &[u8]) {
+    let singles = env_or("MFPLANE_BENCH_SINGLES", 2000).max(1);
+    let l2 = fixture_settings(SteerMode::L2, true);
+    let ipip = fixture_settings(SteerMode::IpIp, true);
+    let (mut e, mut a, mut b) = (vec![], vec![], vec![]);
+    // Alternate the modes in batches so drift in the machine's load hits both.
+    for _ in 0..10 {
+        for (settings, out) in [(&l2, &mut a), (&ipip, &mut b)] {
+            dp.set_settings(settings).unwrap();
+            for _ in 0..singles / 10 {
+                let (action, ns) = run_repeat(dp, frame, 1);
+                assert_eq!(action, XdpAction::Tx);
+                out.push(ns);
+                e.push(run_program_repeat(empty, frame, 1).1);
+            }
+        }
+    }
+    let (e, a, b) = (median(e), median(a), median(b));
+    println!(
+        "single runs (repeat = 1, median of {singles} per program and mode; includes the kernel's timer \
+         overhead): empty {e:.1} ns, outbound L2 {a:.1} ns, outbound IP-in-IP {b:.1} ns; \
+         encapsulation costs {:.1} ns over L2",
+        b - a
     );
 }
