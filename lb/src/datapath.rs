@@ -10,7 +10,6 @@ use aya::Ebpf;
 use aya::maps::{Array, DevMap, HashMap, MapData, PerCpuArray};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{Xdp, XdpMode};
-use mfplane_core::FlowHashKey;
 use mfplane_core::lb_maps::{
     CounterKind, EXT_GROUPS, ExternalGroup, Generation, LbCounter, LbCounters, LbGenConfig,
     LbSettings, MAP_LB_ACTIVE, MAP_LB_BUCKETS, MAP_LB_COUNTERS, MAP_LB_EXT_SET, MAP_LB_FABRIC,
@@ -81,9 +80,6 @@ pub struct Datapath {
     /// The generation packets use now; the next [`Datapath::install`] writes the other.
     active: Generation,
     links: Vec<(String, XdpLinkId, AttachedMode)>,
-    /// The cluster's flow hash key, written into every generation. The Steering stream
-    /// does not carry a key yet, so every member uses [`FlowHashKey::DEFAULT`].
-    hash_key: FlowHashKey,
 }
 
 impl Datapath {
@@ -104,7 +100,6 @@ impl Datapath {
             ebpf,
             active: Generation(0),
             links: Vec::new(),
-            hash_key: FlowHashKey::DEFAULT,
         };
         // Start from a known state: generation 0 active, neither configured.
         dp.array::<Generation>(MAP_LB_ACTIVE)?
@@ -344,7 +339,7 @@ impl Datapath {
 impl TableSink for Datapath {
     /// The external IPs are part of the generation, so they flip with the buckets.
     fn install_table(&mut self, table: &SteeringTable) -> Result<()> {
-        let image = table.image(self.hash_key)?;
+        let image = table.image()?;
         self.install(&image)?;
         Ok(())
     }

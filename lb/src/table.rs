@@ -76,6 +76,9 @@ pub struct SteeringTable {
     pub owners: BTreeMap<NodeId, OwnerAddr>,
     /// The cluster's external IPs.
     pub external_ips: BTreeSet<Ipv4Addr>,
+    /// The cluster's flow-hash key: outbound buckets must be computed exactly as the
+    /// workers compute them when they allocate.
+    pub hash_key: FlowHashKey,
 }
 
 /// One BPF map generation: what [`crate::datapath::Datapath::install`] writes.
@@ -120,6 +123,7 @@ impl SteeringTable {
             .ok()
             .and_then(BucketBits::new)
             .ok_or_else(|| invalid(format!("bucket_bits {} out of range", update.bucket_bits)))?;
+        let hash_key = update.flow_hash_key.map(|k| FlowHashKey::new(k.k0, k.k1));
         let mut table = match (update.full, current) {
             (true, _) => SteeringTable {
                 epoch: Epoch(update.epoch),
@@ -127,6 +131,11 @@ impl SteeringTable {
                 buckets: vec![None; bits.count() as usize],
                 owners: BTreeMap::new(),
                 external_ips: BTreeSet::new(),
+                hash_key: hash_key.ok_or_else(|| {
+                    invalid(
+                        "full table without flow_hash_key: the member is older than this LB; upgrade the members first".into(),
+                    )
+                })?,
             },
             (false, Some(cur)) if cur.bits == bits => {
                 let mut t = cur.clone();
@@ -142,6 +151,14 @@ impl SteeringTable {
             }
             (false, None) => return Err(invalid("incremental update without a full table".into())),
         };
+        if hash_key.is_some_and(|k| k != table.hash_key) {
+            // A cluster's key never changes; a different one means another cluster's
+            // stream, and steering by it would send flows to the wrong owners.
+            return Err(invalid(
+                "the flow hash key differs from the table's: is this member in another cluster?"
+                    .into(),
+            ));
+        }
         for b in &update.buckets {
             let slot = table.buckets.get_mut(b.bucket as usize).ok_or_else(|| {
                 invalid(format!(
@@ -219,11 +236,11 @@ impl SteeringTable {
     /// # Errors
     /// [`Error::ExternalSetUnplaceable`] when the external IPs do not fit the
     /// program's set (0.0.0.0 among them).
-    pub fn image(&self, hash_key: FlowHashKey) -> Result<GenerationImage> {
+    pub fn image(&self) -> Result<GenerationImage> {
         let external = ExternalSet::build(&self.external_ips)?;
         Ok(GenerationImage {
             config: LbGenConfig {
-                table: DataplaneConfig::new(hash_key, self.bits, self.epoch.0),
+                table: DataplaneConfig::new(self.hash_key, self.bits, self.epoch.0),
                 ext_seed: external.seed,
                 _pad: 0,
             },
@@ -242,7 +259,7 @@ impl SteeringTable {
 
 #[cfg(test)]
 mod tests {
-    use mfplane_proto::steering::{BucketOwner, Owner as PbOwner};
+    use mfplane_proto::steering::{BucketOwner, FlowHashKey as PbKey, Owner as PbOwner};
 
     use super::*;
 
@@ -267,8 +284,14 @@ mod tests {
                 .collect(),
             owners: vec![owner(1, 11), owner(2, 12)],
             external_ips: vec!["198.51.100.1".into()],
+            flow_hash_key: Some(PbKey {
+                k0: KEY.k0,
+                k1: KEY.k1,
+            }),
         }
     }
+
+    const KEY: FlowHashKey = FlowHashKey::new(7, 9);
 
     #[test]
     fn full_then_incremental() {
@@ -294,6 +317,7 @@ mod tests {
             ],
             owners: vec![owner(3, 13)],
             external_ips: vec![],
+            flow_hash_key: None,
         };
         let t2 = SteeringTable::apply(Some(&t), &inc).unwrap().unwrap();
         assert_eq!(
@@ -303,7 +327,8 @@ mod tests {
         assert!(t2.owner_of(BucketId(2)).is_none());
         assert_eq!(t2.unowned_buckets(), 1);
         assert_eq!(t2.external_ips.len(), 1);
-        let img = t2.image(FlowHashKey::DEFAULT).unwrap();
+        let img = t2.image().unwrap();
+        assert_eq!(img.config.table.hash_key, KEY);
         assert_eq!(img.buckets.len(), 16);
         assert_eq!(img.buckets[2], None);
         assert_eq!(img.buckets[1].unwrap().ipv4, 0xc000_020d);
@@ -313,6 +338,30 @@ mod tests {
         assert_eq!(img.external.ips().len(), 1);
         // Stale and repeated updates are skipped.
         assert!(SteeringTable::apply(Some(&t2), &inc).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_flow_hash_key_comes_with_the_full_table_and_never_changes() {
+        let mut u = full(1);
+        u.flow_hash_key = None;
+        let err = SteeringTable::apply(None, &u).unwrap_err().to_string();
+        assert!(err.contains("without flow_hash_key"), "{err}");
+
+        let t = SteeringTable::apply(None, &full(1)).unwrap().unwrap();
+        assert_eq!(t.hash_key, KEY);
+        let mut other = full(2);
+        other.full = false;
+        other.flow_hash_key = Some(PbKey { k0: 1, k1: 2 });
+        let err = SteeringTable::apply(Some(&t), &other)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("flow hash key differs"), "{err}");
+        other.flow_hash_key = Some(PbKey {
+            k0: KEY.k0,
+            k1: KEY.k1,
+        });
+        let t2 = SteeringTable::apply(Some(&t), &other).unwrap().unwrap();
+        assert_eq!(t2.hash_key, KEY, "the same key again is fine");
     }
 
     #[test]

@@ -216,6 +216,7 @@ pub fn fixture_table(
             .map(|n| (NodeId(u64::from(n)), fixture_owner(n)))
             .collect::<BTreeMap<_, _>>(),
         external_ips: EXTERNAL.iter().copied().collect::<BTreeSet<_>>(),
+        hash_key: HASH_KEY,
     }
 }
 

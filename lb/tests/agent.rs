@@ -16,13 +16,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
+use mfplane_core::FlowHashKey;
 use mfplane_core::lb_maps::SteerMode;
 use mfplane_lb::Datapath;
 use mfplane_lb::table::Epoch;
 use mfplane_lb::testkit::{datapath_or_skip, fixture_owner, fixture_settings};
 use mfplane_lb::watch::{WatchOptions, Watcher};
 use mfplane_proto::steering::steering_server::{Steering, SteeringServer};
-use mfplane_proto::steering::{BucketOwner, Owner, SteeringUpdate, WatchRequest};
+use mfplane_proto::steering::{
+    BucketOwner, FlowHashKey as PbKey, Owner, SteeringUpdate, WatchRequest,
+};
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
@@ -110,6 +113,10 @@ fn pb_owner(n: u8) -> Owner {
     }
 }
 
+/// The cluster's flow-hash key in these tests (not the default one, so a test can
+/// tell that the LB steers by the key the cluster sent).
+const CLUSTER_KEY: FlowHashKey = FlowHashKey::new(0x0123_4567_89ab_cdef, 0x0fed_cba9_8765_4321);
+
 fn full(epoch: u64, owner_of: impl Fn(u32) -> u64) -> SteeringUpdate {
     SteeringUpdate {
         epoch,
@@ -123,6 +130,10 @@ fn full(epoch: u64, owner_of: impl Fn(u32) -> u64) -> SteeringUpdate {
             .collect(),
         owners: (1..=3).map(pb_owner).collect(),
         external_ips: vec!["198.51.100.1".into(), "198.51.100.2".into()],
+        flow_hash_key: Some(PbKey {
+            k0: CLUSTER_KEY.k0,
+            k1: CLUSTER_KEY.k1,
+        }),
     }
 }
 
@@ -137,6 +148,7 @@ fn moves(epoch: u64, moves: &[(u32, u64)]) -> SteeringUpdate {
             .collect(),
         owners: (1..=3).map(pb_owner).collect(),
         external_ips: vec![],
+        flow_hash_key: None,
     }
 }
 
@@ -213,6 +225,15 @@ async fn follows_failover_resumes_and_resyncs() {
     // Full table, then one incremental update.
     wait_for("epoch 2", || *epochs.borrow() == Epoch(2)).await;
     assert_eq!(active_epoch(&dp), 2);
+    {
+        let mut d = dp.lock().unwrap();
+        let g = d.active_generation();
+        assert_eq!(
+            d.generation_config(g).unwrap().hash_key,
+            CLUSTER_KEY,
+            "the program hashes with the key the cluster sent"
+        );
+    }
     assert_eq!(
         owner_ip(&dp, 0),
         Some(fixture_owner(2).ip),

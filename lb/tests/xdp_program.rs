@@ -904,7 +904,7 @@ fn generation_flip_is_atomic() {
     let mut b = all_to(2);
     b.epoch = mfplane_lb::table::Epoch(2);
     b.external_ips = [new_external].into_iter().collect();
-    let mut half = b.image(HASH_KEY).unwrap();
+    let mut half = b.image().unwrap();
     for s in half.buckets.iter_mut().skip(100) {
         *s = None;
     }
@@ -927,7 +927,7 @@ fn generation_flip_is_atomic() {
         );
     }
     // The complete table, then the flip: every bucket moves at once.
-    dp.write_generation(gen_a.other(), &b.image(HASH_KEY).unwrap())
+    dp.write_generation(gen_a.other(), &b.image().unwrap())
         .unwrap();
     dp.activate(gen_a.other()).unwrap();
     assert_eq!(dst(&dp), fixture_owner(2).mac.0);

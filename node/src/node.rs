@@ -130,9 +130,11 @@ impl Core {
         let config = ClusterConfig {
             bucket_bits: self.config.bucket_bits,
             external_ips: self.config.external_ips.clone(),
-            // Until the LBs take the key from the steering stream, they hash with the
-            // default key, so a cluster is created with it unless one is given.
-            flow_hash_key: self.config.flow_hash_key.unwrap_or(FlowHashKey::DEFAULT),
+            // Secret and random unless given: the LBs learn it from the steering stream.
+            flow_hash_key: self
+                .config
+                .flow_hash_key
+                .unwrap_or_else(|| FlowHashKey::new(rand::random(), rand::random())),
         };
         expect_ok(
             member.write(Command::Bootstrap { config }).await?.1,

@@ -27,6 +27,8 @@ struct Table {
     owners: Vec<u64>,
     owner_ip: BTreeMap<u64, Ipv4Addr>,
     external: BTreeSet<u32>,
+    /// The cluster's flow-hash key, from the stream (as the real LB takes it).
+    hash_key: Option<FlowHashKey>,
 }
 
 impl Table {
@@ -52,6 +54,9 @@ impl Table {
             .filter_map(|s| s.parse::<Ipv4Addr>().ok())
             .map(u32::from)
             .collect();
+        if let Some(k) = u.flow_hash_key {
+            self.hash_key = Some(FlowHashKey::new(k.k0, k.k1));
+        }
         self.epoch = u.epoch;
     }
 }
@@ -103,16 +108,11 @@ pub async fn run(seeds: Vec<String>, world: Arc<World>) -> turmoil::Result {
 fn route(t: &Table, frame: &[u8]) -> Option<Ipv4Addr> {
     let p = Packet::decode(frame)?;
     let bits = BucketBits::new(t.bits)?;
+    let hash_key = t.hash_key?;
     let bucket = if t.external.contains(&p.dst.ip) {
         inbound_bucket(bits, p.dst.port)
     } else {
-        outbound_bucket(
-            &FlowHashKey::DEFAULT,
-            bits,
-            p.src.ip,
-            p.src.port,
-            p.proto.number(),
-        )
+        outbound_bucket(&hash_key, bits, p.src.ip, p.src.port, p.proto.number())
     };
     let owner = *t.owners.get(usize::from(bucket.0))?;
     t.owner_ip.get(&owner).copied()

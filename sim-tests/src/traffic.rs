@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mfplane_core::{
-    BucketBits, Endpoint, FlowHashKey, Proto, SessionKey, inbound_bucket, outbound_bucket,
-};
+use mfplane_core::{BucketBits, Endpoint, Proto, SessionKey, inbound_bucket, outbound_bucket};
 use mfplane_dataplane::wire::tcp::Flags;
 
 use crate::net::{DATA_PORT, LB};
@@ -55,7 +53,7 @@ pub fn flow_identity(i: usize) -> (SessionKey, Endpoint) {
 /// The outbound bucket of a flow (what the LB steers its inside packets by).
 pub fn flow_bucket(bits: BucketBits, key: &SessionKey) -> mfplane_core::BucketId {
     outbound_bucket(
-        &FlowHashKey::DEFAULT,
+        &crate::worker::FLOW_HASH_KEY,
         bits,
         key.inside.ip,
         key.inside.port,

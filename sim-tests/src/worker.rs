@@ -21,6 +21,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mfplane_core::FlowHashKey;
 use mfplane_dataplane::engine::{Timestamp, Verdict};
 use mfplane_node::config::Args;
 use mfplane_node::datapath::nat_worker::InjectedFault;
@@ -40,6 +41,11 @@ pub const EXTERNAL_IPS: [Ipv4Addr; 2] = [
     Ipv4Addr::new(198, 51, 100, 1),
     Ipv4Addr::new(198, 51, 100, 2),
 ];
+
+/// The cluster's flow-hash key: not the default one, so that a simulated LB or
+/// engine that hashed with the default would steer flows to the wrong owners.
+pub const FLOW_HASH_KEY: FlowHashKey =
+    FlowHashKey::new(0x5eed_0f10_a5ca_1e00, 0x0b0c_7e75_4e11_2026);
 
 /// Added to simulated time for the engine's millisecond clock (`created_ms`).
 pub const CLOCK_BASE_MS: u64 = 1_700_000_000_000;
@@ -113,6 +119,13 @@ pub fn node_config(spec: &WorkerSpec, data_ip: Ipv4Addr) -> mfplane_node::Result
         advertise: Some(net::grpc_addr(&name)),
         join: spec.join.clone(),
         init: spec.init,
+        flow_hash_key: spec.init.then(|| {
+            FLOW_HASH_KEY
+                .to_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        }),
         bucket_bits: Some(8),
         external_ips: EXTERNAL_IPS.to_vec(),
         data_ip: Some(data_ip),

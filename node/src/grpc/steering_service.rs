@@ -5,7 +5,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use mfplane_proto::steering::{BucketOwner, Owner, SteeringUpdate, WatchRequest, steering_server};
+use mfplane_proto::steering::{
+    BucketOwner, FlowHashKey, Owner, SteeringUpdate, WatchRequest, steering_server,
+};
 use mfplane_raft_store::{ClusterState, Epoch, NodeId};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -134,5 +136,9 @@ fn update(
             .config()
             .map(|c| c.external_ips.iter().map(|ip| ip.to_string()).collect())
             .unwrap_or_default(),
+        flow_hash_key: state.config().map(|c| FlowHashKey {
+            k0: c.flow_hash_key.k0,
+            k1: c.flow_hash_key.k1,
+        }),
     }
 }
