@@ -10,9 +10,9 @@
 //!    bucket its member owns in the newest table, a mapping that disagrees with the
 //!    committed one; and no member allocates in a bucket after the newest table gave
 //!    it to another member (the lease rule that makes this hold).
-//! 3. **Convergence.** After a fault, every bucket has a running owner, the LB steers
-//!    by the newest epoch and every flow committed before the fault answers again,
-//!    within the failover budget; the time it took is recorded.
+//! 3. **Convergence.** After a fault, every bucket has a running owner that holds its
+//!    lease, the LB steers by the newest epoch and every flow committed before the
+//!    fault answers again, within the failover budget; the time it took is recorded.
 //! 4. **Determinism.** What the checker sees is folded into a trace hash; the same
 //!    seed must give the same hash.
 
@@ -367,6 +367,14 @@ impl Checker {
             .iter()
             .all(|o| o.is_some_and(|n| healthy.contains(&n.0)));
         let steering_ok = lb_epoch == epoch;
+        // New sessions open only where the owner holds its lease: an owner whose
+        // renewals go unanswered (a dead connection not yet noticed) keeps its buckets
+        // but opens nothing, which is no recovery yet.
+        let owner_ids: BTreeSet<NodeId> = owners.iter().flatten().copied().collect();
+        let leases_ok = live
+            .iter()
+            .filter(|l| owner_ids.contains(&l.worker.member.id))
+            .all(|l| lock(&l.worker.nat).lease_held());
         let mut still = Vec::new();
         for r in std::mem::take(&mut self.recovering) {
             let flows_ok = r.flows.iter().all(|&i| {
@@ -374,7 +382,7 @@ impl Checker {
                     .last_ok_probe
                     .is_some_and(|p| p >= r.since_ms)
             });
-            if owned_ok && steering_ok && flows_ok {
+            if owned_ok && steering_ok && leases_ok && flows_ok {
                 self.recovered.push(Recovered {
                     what: r.what.clone(),
                     took: Duration::from_millis(now_ms - r.since_ms),
@@ -390,7 +398,7 @@ impl Checker {
                     })
                     .count();
                 let msg = format!(
-                    "no convergence within {}ms after {}: buckets owned by healthy members: {owned_ok}, LB on epoch {lb_epoch} of {epoch}, {stuck} of {} committed flows not answering",
+                    "no convergence within {}ms after {}: buckets owned by healthy members: {owned_ok}, owners hold their leases: {leases_ok}, LB on epoch {lb_epoch} of {epoch}, {stuck} of {} committed flows not answering",
                     r.budget_ms,
                     r.what,
                     r.flows.len()

@@ -221,6 +221,13 @@ impl NatWorker {
         self.ownership = Some((epoch, valid));
     }
 
+    /// Whether the allocator last heard (at the last [`Self::refresh_ownership`]) that
+    /// this member holds its lease: without one, no new session opens here even in the
+    /// buckets the table gives it. Read by the simulation's convergence check.
+    pub fn lease_held(&self) -> bool {
+        self.ownership.is_some_and(|(_, valid)| valid)
+    }
+
     /// Sessions of owned buckets that have expired by `now`, to be proposed for removal.
     pub fn expired(&self, now: Timestamp) -> Vec<SessionKey> {
         let mut out = Vec::new();
