@@ -272,7 +272,7 @@ pub fn propose_removal(proposer: &SessionProposer, keys: Vec<SessionKey>) {
     });
 }
 
-/// Proposes `created` in the background and sends the outcome back to the data path:
+/// Proposes `records` in the background and sends the outcome back to the data path:
 /// refused keys always (they are undone), committed ones if `report_committed`.
 ///
 /// A proposal the cluster does not answer (no leader, a timeout) has an unknown fate:
@@ -286,14 +286,13 @@ pub fn propose_removal(proposer: &SessionProposer, keys: Vec<SessionKey>) {
 /// stream brings it back.
 pub fn propose(
     proposer: &SessionProposer,
-    created: Vec<mfplane_core::SessionRecord>,
+    records: Vec<mfplane_core::SessionRecord>,
     report_committed: bool,
     retry_for: Duration,
     decided: mpsc::UnboundedSender<Decided>,
 ) {
     let proposer = proposer.clone();
     tokio::spawn(async move {
-        let records = created;
         let mut outcome = Decided::default();
         let give_up = tokio::time::Instant::now() + retry_for;
         loop {
