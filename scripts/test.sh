@@ -6,6 +6,19 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# One build from scratch: incremental caches would only double the target dir on disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
+# The build needs a few GB; a full disk otherwise shows up as a compiler error deep in
+# the log, so say it first.
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+free_kb="$(df -Pk "$target_dir" | awk 'NR==2 {print $4}')"
+if [ "${free_kb:-0}" -lt $((6 * 1024 * 1024)) ]; then
+  printf 'warning: only %s MB free for %s; a clean build and test run needs about 6 GB\n' \
+    "$((free_kb / 1024))" "$target_dir" >&2
+fi
+
 step "setup (idempotent)"
 bash scripts/setup.sh
 
