@@ -4,7 +4,8 @@
 //! frame is then the inner one, and the payload starts at 18. Stacked tags (QinQ,
 //! `0x88a8`) are reported as their EtherType and not unwrapped.
 
-use super::{Error, Result, be16, enum_with_unknown};
+use super::view::{Field, view};
+use super::{Error, Result, enum_with_unknown};
 
 enum_with_unknown! {
     /// The EtherType field.
@@ -30,24 +31,16 @@ pub const HEADER_LEN: usize = field::ETHERTYPE.end;
 /// Length of a header with one 802.1Q tag.
 pub const TAGGED_HEADER_LEN: usize = field::VLAN_ETHERTYPE.end;
 
-/// A view of an Ethernet frame.
-#[derive(Debug, Clone)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an Ethernet frame.
+    pub struct Frame;
+    fields {
+        dst_addr, set_dst_addr: [u8; 6] = field::DST;
+        src_addr, set_src_addr: [u8; 6] = field::SRC;
+    }
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Frame { buffer }
-    }
-
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let f = Self::new_unchecked(buffer);
-        f.check_len()?;
-        Ok(f)
-    }
-
     /// Checks that the buffer holds the whole header, including the VLAN tag when the
     /// outer EtherType announces one.
     pub fn check_len(&self) -> Result<()> {
@@ -61,46 +54,28 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline]
-    pub fn dst_addr(&self) -> [u8; 6] {
-        let mut a = [0; 6];
-        a.copy_from_slice(&self.buffer.as_ref()[field::DST]);
-        a
-    }
-
-    #[inline]
-    pub fn src_addr(&self) -> [u8; 6] {
-        let mut a = [0; 6];
-        a.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
-        a
-    }
-
     /// `true` if the frame carries an 802.1Q tag.
     #[inline]
     pub fn has_vlan(&self) -> bool {
-        be16(&self.buffer.as_ref()[field::ETHERTYPE]) == u16::from(EtherType::Vlan)
+        EtherType::read(&self.buffer.as_ref()[field::ETHERTYPE]) == EtherType::Vlan
     }
 
     /// The tag control information (PCP, DEI, VID) when tagged.
     #[inline]
     pub fn vlan_tci(&self) -> Option<u16> {
         self.has_vlan()
-            .then(|| be16(&self.buffer.as_ref()[field::VLAN_TCI]))
+            .then(|| u16::read(&self.buffer.as_ref()[field::VLAN_TCI]))
     }
 
     /// The EtherType of the payload (the inner one when tagged).
     #[inline]
     pub fn ethertype(&self) -> EtherType {
-        let d = self.buffer.as_ref();
-        if self.has_vlan() {
-            EtherType::from(be16(&d[field::VLAN_ETHERTYPE]))
+        let field = if self.has_vlan() {
+            field::VLAN_ETHERTYPE
         } else {
-            EtherType::from(be16(&d[field::ETHERTYPE]))
-        }
+            field::ETHERTYPE
+        };
+        EtherType::read(&self.buffer.as_ref()[field])
     }
 
     /// Header length: 14, or 18 with a tag.
@@ -124,14 +99,6 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Frame<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
-    pub fn set_dst_addr(&mut self, a: [u8; 6]) {
-        self.buffer.as_mut()[field::DST].copy_from_slice(&a);
-    }
-
-    pub fn set_src_addr(&mut self, a: [u8; 6]) {
-        self.buffer.as_mut()[field::SRC].copy_from_slice(&a);
-    }
-
     /// The bytes after the header, mutable.
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
@@ -171,18 +138,16 @@ impl Repr {
 
     /// Writes the header into a buffer of at least [`buffer_len`](Self::buffer_len).
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut Frame<T>) {
+        frame.set_dst_addr(self.dst_addr);
+        frame.set_src_addr(self.src_addr);
         let d = frame.buffer.as_mut();
-        d[field::DST].copy_from_slice(&self.dst_addr);
-        d[field::SRC].copy_from_slice(&self.src_addr);
         match self.vlan_tci {
             Some(tci) => {
-                d[field::ETHERTYPE].copy_from_slice(&u16::from(EtherType::Vlan).to_be_bytes());
-                d[field::VLAN_TCI].copy_from_slice(&tci.to_be_bytes());
-                d[field::VLAN_ETHERTYPE].copy_from_slice(&u16::from(self.ethertype).to_be_bytes());
+                EtherType::Vlan.write(&mut d[field::ETHERTYPE]);
+                tci.write(&mut d[field::VLAN_TCI]);
+                self.ethertype.write(&mut d[field::VLAN_ETHERTYPE]);
             }
-            None => {
-                d[field::ETHERTYPE].copy_from_slice(&u16::from(self.ethertype).to_be_bytes());
-            }
+            None => self.ethertype.write(&mut d[field::ETHERTYPE]),
         }
     }
 }

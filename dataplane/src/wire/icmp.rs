@@ -5,7 +5,8 @@
 use mfplane_core::csum;
 
 use super::ipv4;
-use super::{Error, Result, be16, enum_with_unknown};
+use super::view::view;
+use super::{Error, Result, enum_with_unknown};
 
 enum_with_unknown! {
     /// ICMP message types.
@@ -43,8 +44,8 @@ impl Message {
 
 mod field {
     use core::ops::Range;
-    pub(super) const TYPE: usize = 0;
-    pub(super) const CODE: usize = 1;
+    pub(super) const TYPE: Range<usize> = 0..1;
+    pub(super) const CODE: Range<usize> = 1..2;
     pub(super) const CHECKSUM: Range<usize> = 2..4;
     pub(super) const ECHO_IDENT: Range<usize> = 4..6;
     pub(super) const ECHO_SEQNO: Range<usize> = 6..8;
@@ -54,24 +55,23 @@ mod field {
 /// Length of the fixed header (type, code, checksum and 4 type-specific bytes).
 pub const HEADER_LEN: usize = field::REST.end;
 
-/// A view of an ICMP message.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an ICMP message.
+    pub struct Packet;
+    fields {
+        msg_type, set_msg_type: Message = field::TYPE;
+        msg_code, set_msg_code: u8 = field::CODE;
+        checksum, set_checksum: u16 = field::CHECKSUM;
+        /// Echo identifier (echo messages).
+        echo_ident, set_echo_ident: u16 = field::ECHO_IDENT;
+        /// Echo sequence number (echo messages).
+        echo_seq_no, set_echo_seq_no: u16 = field::ECHO_SEQNO;
+        /// The 4 type-specific bytes (unused, MTU, pointer, gateway).
+        rest, set_rest: [u8; 4] = field::REST;
+    }
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Checks the 8-byte header is present; for errors, that an IPv4 header is quoted.
     pub fn check_len(&self) -> Result<()> {
         let d = self.buffer.as_ref();
@@ -82,44 +82,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline]
-    pub fn msg_type(&self) -> Message {
-        Message::from(self.buffer.as_ref()[field::TYPE])
-    }
-
-    #[inline]
-    pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::CHECKSUM])
-    }
-
-    /// Echo identifier (echo messages).
-    #[inline]
-    pub fn echo_ident(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::ECHO_IDENT])
-    }
-
-    /// Echo sequence number (echo messages).
-    #[inline]
-    pub fn echo_seq_no(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::ECHO_SEQNO])
-    }
-
-    /// The 4 type-specific bytes (unused, MTU, pointer, gateway).
-    #[inline]
-    pub fn rest(&self) -> [u8; 4] {
-        let d = self.buffer.as_ref();
-        [d[4], d[5], d[6], d[7]]
     }
 
     /// `true` if the checksum over the whole message verifies.
@@ -141,24 +103,6 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    pub fn set_msg_type(&mut self, m: Message) {
-        self.buffer.as_mut()[field::TYPE] = m.into();
-    }
-    pub fn set_msg_code(&mut self, c: u8) {
-        self.buffer.as_mut()[field::CODE] = c;
-    }
-    pub fn set_checksum(&mut self, v: u16) {
-        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_echo_ident(&mut self, v: u16) {
-        self.buffer.as_mut()[field::ECHO_IDENT].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_echo_seq_no(&mut self, v: u16) {
-        self.buffer.as_mut()[field::ECHO_SEQNO].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_rest(&mut self, v: [u8; 4]) {
-        self.buffer.as_mut()[field::REST].copy_from_slice(&v);
-    }
     /// Computes the checksum over the whole message.
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);

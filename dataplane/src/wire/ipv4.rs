@@ -7,7 +7,8 @@
 
 use mfplane_core::csum;
 
-use super::{Error, Result, be16, be32, enum_with_unknown};
+use super::view::{Field, view};
+use super::{Error, Result, enum_with_unknown};
 
 enum_with_unknown! {
     /// The IPv4 protocol field.
@@ -21,12 +22,12 @@ enum_with_unknown! {
 mod field {
     use core::ops::Range;
     pub(super) const VER_IHL: usize = 0;
-    pub(super) const TOS: usize = 1;
+    pub(super) const TOS: Range<usize> = 1..2;
     pub(super) const LENGTH: Range<usize> = 2..4;
     pub(super) const IDENT: Range<usize> = 4..6;
     pub(super) const FLG_OFF: Range<usize> = 6..8;
-    pub(super) const TTL: usize = 8;
-    pub(super) const PROTOCOL: usize = 9;
+    pub(super) const TTL: Range<usize> = 8..9;
+    pub(super) const PROTOCOL: Range<usize> = 9..10;
     pub(super) const CHECKSUM: Range<usize> = 10..12;
     pub(super) const SRC_ADDR: Range<usize> = 12..16;
     pub(super) const DST_ADDR: Range<usize> = 16..20;
@@ -39,24 +40,24 @@ const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
-/// A view of an IPv4 packet.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an IPv4 packet.
+    pub struct Packet;
+    fields {
+        tos, set_tos: u8 = field::TOS;
+        total_len, set_total_len: u16 = field::LENGTH;
+        ident, set_ident: u16 = field::IDENT;
+        ttl, set_ttl: u8 = field::TTL;
+        protocol, set_protocol: Protocol = field::PROTOCOL;
+        checksum, set_checksum: u16 = field::CHECKSUM;
+        /// Source address, host order.
+        src_addr, set_src_addr: u32 = field::SRC_ADDR;
+        /// Destination address, host order.
+        dst_addr, set_dst_addr: u32 = field::DST_ADDR;
+    }
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// A view of an IPv4 header quoted inside an ICMP error: the quote may end before
     /// the total length says (RFC 792 quotes the header and 8 bytes), so only the
     /// header itself must be present. [`payload`](Packet::payload) then returns what
@@ -98,10 +99,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
@@ -113,68 +110,32 @@ impl<T: AsRef<[u8]>> Packet<T> {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
+    /// The flags and fragment offset word.
     #[inline]
-    pub fn tos(&self) -> u8 {
-        self.buffer.as_ref()[field::TOS]
-    }
-
-    #[inline]
-    pub fn total_len(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::LENGTH])
-    }
-
-    #[inline]
-    pub fn ident(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::IDENT])
+    fn frag_word(&self) -> u16 {
+        u16::read(&self.buffer.as_ref()[field::FLG_OFF])
     }
 
     #[inline]
     pub fn dont_frag(&self) -> bool {
-        be16(&self.buffer.as_ref()[field::FLG_OFF]) & FLAG_DF != 0
+        self.frag_word() & FLAG_DF != 0
     }
 
     #[inline]
     pub fn more_frags(&self) -> bool {
-        be16(&self.buffer.as_ref()[field::FLG_OFF]) & FLAG_MF != 0
+        self.frag_word() & FLAG_MF != 0
     }
 
     /// Fragment offset in bytes.
     #[inline]
     pub fn frag_offset(&self) -> u16 {
-        (be16(&self.buffer.as_ref()[field::FLG_OFF]) & OFFSET_MASK) << 3
+        (self.frag_word() & OFFSET_MASK) << 3
     }
 
     /// `true` for any fragment (first or later).
     #[inline]
     pub fn is_fragment(&self) -> bool {
         self.more_frags() || self.frag_offset() != 0
-    }
-
-    #[inline]
-    pub fn ttl(&self) -> u8 {
-        self.buffer.as_ref()[field::TTL]
-    }
-
-    #[inline]
-    pub fn protocol(&self) -> Protocol {
-        Protocol::from(self.buffer.as_ref()[field::PROTOCOL])
-    }
-
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::CHECKSUM])
-    }
-
-    /// Source address, host order.
-    #[inline]
-    pub fn src_addr(&self) -> u32 {
-        be32(&self.buffer.as_ref()[field::SRC_ADDR])
-    }
-
-    /// Destination address, host order.
-    #[inline]
-    pub fn dst_addr(&self) -> u32 {
-        be32(&self.buffer.as_ref()[field::DST_ADDR])
     }
 
     /// `true` if the header checksum verifies.
@@ -203,18 +164,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[field::VER_IHL] = (version << 4) | ((header_len / 4) as u8 & 0x0f);
     }
 
-    pub fn set_tos(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TOS] = v;
-    }
-
-    pub fn set_total_len(&mut self, v: u16) {
-        self.buffer.as_mut()[field::LENGTH].copy_from_slice(&v.to_be_bytes());
-    }
-
-    pub fn set_ident(&mut self, v: u16) {
-        self.buffer.as_mut()[field::IDENT].copy_from_slice(&v.to_be_bytes());
-    }
-
     /// Sets DF, MF and the offset (bytes, a multiple of 8).
     pub fn set_frag(&mut self, dont_frag: bool, more_frags: bool, offset: u16) {
         let mut w = (offset >> 3) & OFFSET_MASK;
@@ -224,27 +173,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         if more_frags {
             w |= FLAG_MF;
         }
-        self.buffer.as_mut()[field::FLG_OFF].copy_from_slice(&w.to_be_bytes());
-    }
-
-    pub fn set_ttl(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TTL] = v;
-    }
-
-    pub fn set_protocol(&mut self, p: Protocol) {
-        self.buffer.as_mut()[field::PROTOCOL] = p.into();
-    }
-
-    pub fn set_checksum(&mut self, v: u16) {
-        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_be_bytes());
-    }
-
-    pub fn set_src_addr(&mut self, a: u32) {
-        self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&a.to_be_bytes());
-    }
-
-    pub fn set_dst_addr(&mut self, a: u32) {
-        self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&a.to_be_bytes());
+        w.write(&mut self.buffer.as_mut()[field::FLG_OFF]);
     }
 
     /// Recomputes the header checksum over the header (options included).

@@ -3,7 +3,9 @@
 //! Each protocol file has a `Packet<T: AsRef<[u8]>>` view with a private `field`
 //! module of byte ranges, `new_unchecked` / `new_checked` / `check_len` /
 //! `into_inner`, getters on `AsRef<[u8]>`, setters on `AsMut<[u8]>`, and a `Repr`
-//! with `parse`, `buffer_len` and `emit`.
+//! with `parse`, `buffer_len` and `emit`. The constructors and the plain field
+//! accessors are declared once, by `view!` (in `view.rs`); a protocol file writes
+//! its length check and the accessors particular to it.
 //!
 //! **The contract**: after `check_len` (or `new_checked`) succeeds, no getter or
 //! setter of that packet panics. Use `new_checked` on untrusted input; `new_unchecked`
@@ -19,6 +21,7 @@ pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;
+mod view;
 
 pub use ethernet::{EtherType, Frame as EthernetFrame, Repr as EthernetRepr};
 pub use icmp::{Message as IcmpMessage, Packet as IcmpPacket, Repr as IcmpRepr};
@@ -53,7 +56,8 @@ pub enum Error {
 /// Result of the wire parsers.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
-/// Declares a `u8`/`u16`-backed enum with an `Unknown` variant and `From` both ways.
+/// Declares a `u8`/`u16`-backed enum with an `Unknown` variant, `From` both ways, and
+/// [`Field`](view::Field) so a view can declare a field of that type.
 macro_rules! enum_with_unknown {
     (
         $(#[$enum_attr:meta])*
@@ -86,19 +90,17 @@ macro_rules! enum_with_unknown {
                 }
             }
         }
+
+        impl $crate::wire::view::Field for $name {
+            #[inline(always)]
+            fn read(bytes: &[u8]) -> Self {
+                $name::from(<$ty as $crate::wire::view::Field>::read(bytes))
+            }
+            #[inline(always)]
+            fn write(self, bytes: &mut [u8]) {
+                <$ty as $crate::wire::view::Field>::write(self.into(), bytes)
+            }
+        }
     };
 }
 pub(crate) use enum_with_unknown;
-
-/// Big-endian `u16` from a 2-byte slice (callers pass `field` ranges of checked
-/// buffers).
-#[inline(always)]
-pub(crate) fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-/// Big-endian `u32` from a 4-byte slice.
-#[inline(always)]
-pub(crate) fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}

@@ -1,9 +1,8 @@
 //! TCP segments. The NAT reads ports and flags and rewrites a port; it never touches
 //! sequence numbers or options.
 
-use mfplane_core::csum;
-
-use super::{Error, Result, be16, be32};
+use super::view::{pseudo_header_sum, view};
+use super::{Error, Result};
 
 mod field {
     use core::ops::Range;
@@ -41,24 +40,21 @@ impl Flags {
     }
 }
 
-/// A view of a TCP segment (header and payload).
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a TCP segment (header and payload).
+    pub struct Packet;
+    fields {
+        src_port, set_src_port: u16 = field::SRC_PORT;
+        dst_port, set_dst_port: u16 = field::DST_PORT;
+        seq_number, set_seq_number: u32 = field::SEQ_NUM;
+        ack_number, set_ack_number: u32 = field::ACK_NUM;
+        window_len, set_window_len: u16 = field::WIN_SIZE;
+        checksum, set_checksum: u16 = field::CHECKSUM;
+        urgent, set_urgent: u16 = field::URGENT;
+    }
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Checks that the fixed header is present, the data offset is at least 5 words
     /// and the options fit. Stale after `set_header_len`.
     pub fn check_len(&self) -> Result<()> {
@@ -76,30 +72,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::SRC_PORT])
-    }
-
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::DST_PORT])
-    }
-
-    #[inline]
-    pub fn seq_number(&self) -> u32 {
-        be32(&self.buffer.as_ref()[field::SEQ_NUM])
-    }
-
-    #[inline]
-    pub fn ack_number(&self) -> u32 {
-        be32(&self.buffer.as_ref()[field::ACK_NUM])
-    }
-
     /// Header length in bytes (data offset * 4).
     #[inline]
     pub fn header_len(&self) -> usize {
@@ -111,21 +83,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Flags(self.buffer.as_ref()[field::FLAGS.start + 1])
     }
 
-    #[inline]
-    pub fn window_len(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::WIN_SIZE])
-    }
-
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::CHECKSUM])
-    }
-
     /// `true` if the checksum over pseudo-header and segment verifies.
     pub fn verify_checksum(&self, src: u32, dst: u32) -> bool {
-        let d = self.buffer.as_ref();
-        let ph = csum::pseudo_header_sum(src, dst, 6, d.len() as u16);
-        csum::fold(csum::sum_bytes(ph, d)) == 0xffff
+        pseudo_header_sum(src, dst, 6, self.buffer.as_ref()) == 0xffff
     }
 }
 
@@ -137,40 +97,17 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    pub fn set_src_port(&mut self, v: u16) {
-        self.buffer.as_mut()[field::SRC_PORT].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_dst_port(&mut self, v: u16) {
-        self.buffer.as_mut()[field::DST_PORT].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_seq_number(&mut self, v: u32) {
-        self.buffer.as_mut()[field::SEQ_NUM].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_ack_number(&mut self, v: u32) {
-        self.buffer.as_mut()[field::ACK_NUM].copy_from_slice(&v.to_be_bytes());
-    }
     /// Sets the data offset (bytes, multiple of 4) and the flags.
     pub fn set_header_len_and_flags(&mut self, header_len: usize, flags: Flags) {
         let d = self.buffer.as_mut();
         d[field::FLAGS.start] = ((header_len / 4) as u8) << 4;
         d[field::FLAGS.start + 1] = flags.0;
     }
-    pub fn set_window_len(&mut self, v: u16) {
-        self.buffer.as_mut()[field::WIN_SIZE].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_checksum(&mut self, v: u16) {
-        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_urgent(&mut self, v: u16) {
-        self.buffer.as_mut()[field::URGENT].copy_from_slice(&v.to_be_bytes());
-    }
 
     /// Computes the checksum over the pseudo-header and the whole buffer.
     pub fn fill_checksum(&mut self, src: u32, dst: u32) {
         self.set_checksum(0);
-        let d = self.buffer.as_ref();
-        let ph = csum::pseudo_header_sum(src, dst, 6, d.len() as u16);
-        let c = !csum::fold(csum::sum_bytes(ph, d));
+        let c = !pseudo_header_sum(src, dst, 6, self.buffer.as_ref());
         self.set_checksum(c);
     }
 
@@ -230,6 +167,7 @@ impl Repr {
 
 #[cfg(test)]
 mod tests {
+    use super::super::view::with_checksum;
     use super::*;
 
     const SRC: u32 = 0x0a00_0001;
@@ -242,11 +180,7 @@ mod tests {
     ];
 
     fn bytes() -> Vec<u8> {
-        let mut b = PACKET_BYTES.to_vec();
-        let ph = csum::pseudo_header_sum(SRC, DST, 6, 24);
-        let c = !csum::fold(csum::sum_bytes(ph, &b));
-        b[16..18].copy_from_slice(&c.to_be_bytes());
-        b
+        with_checksum(&PACKET_BYTES, SRC, DST, 6, 16..18)
     }
 
     fn repr() -> Repr {

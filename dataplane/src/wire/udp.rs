@@ -1,8 +1,7 @@
 //! UDP datagrams. A checksum of 0 means "not computed" (RFC 768) and verifies.
 
-use mfplane_core::csum;
-
-use super::{Error, Result, be16};
+use super::view::{pseudo_header_sum, view};
+use super::{Error, Result};
 
 mod field {
     use core::ops::Range;
@@ -15,24 +14,23 @@ mod field {
 /// Length of the header.
 pub const HEADER_LEN: usize = field::CHECKSUM.end;
 
-/// A view of a UDP datagram.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a UDP datagram.
+    pub struct Packet;
+    fields {
+        src_port, set_src_port: u16 = field::SRC_PORT;
+        dst_port, set_dst_port: u16 = field::DST_PORT;
+        /// The length field (header and payload).
+        #[allow(
+            clippy::len_without_is_empty,
+            reason = "a header field, not a container"
+        )]
+        len, set_len: u16 = field::LENGTH;
+        checksum, set_checksum: u16 = field::CHECKSUM;
+    }
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Checks the header is present and `8 <= length field <= buffer length`. Stale
     /// after `set_len`.
     pub fn check_len(&self) -> Result<()> {
@@ -47,35 +45,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::SRC_PORT])
-    }
-
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::DST_PORT])
-    }
-
-    /// The length field (header and payload).
-    #[inline]
-    #[allow(
-        clippy::len_without_is_empty,
-        reason = "a header field, not a container"
-    )]
-    pub fn len(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::LENGTH])
-    }
-
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::CHECKSUM])
-    }
-
     /// `true` if the checksum is absent (0) or verifies over the pseudo-header and
     /// the datagram (up to the length field).
     pub fn verify_checksum(&self, src: u32, dst: u32) -> bool {
@@ -83,8 +52,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return true;
         }
         let d = &self.buffer.as_ref()[..self.len() as usize];
-        let ph = csum::pseudo_header_sum(src, dst, 17, d.len() as u16);
-        csum::fold(csum::sum_bytes(ph, d)) == 0xffff
+        pseudo_header_sum(src, dst, 17, d) == 0xffff
     }
 }
 
@@ -96,26 +64,11 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    pub fn set_src_port(&mut self, v: u16) {
-        self.buffer.as_mut()[field::SRC_PORT].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_dst_port(&mut self, v: u16) {
-        self.buffer.as_mut()[field::DST_PORT].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_len(&mut self, v: u16) {
-        self.buffer.as_mut()[field::LENGTH].copy_from_slice(&v.to_be_bytes());
-    }
-    pub fn set_checksum(&mut self, v: u16) {
-        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_be_bytes());
-    }
-
     /// Computes the checksum (a computed 0 is sent as `0xffff`).
     pub fn fill_checksum(&mut self, src: u32, dst: u32) {
         self.set_checksum(0);
-        let len = self.len() as usize;
-        let d = &self.buffer.as_ref()[..len];
-        let ph = csum::pseudo_header_sum(src, dst, 17, len as u16);
-        let c = match !csum::fold(csum::sum_bytes(ph, d)) {
+        let d = &self.buffer.as_ref()[..self.len() as usize];
+        let c = match !pseudo_header_sum(src, dst, 17, d) {
             0 => 0xffff,
             c => c,
         };
@@ -165,6 +118,7 @@ impl Repr {
 
 #[cfg(test)]
 mod tests {
+    use super::super::view::with_checksum;
     use super::*;
 
     const SRC: u32 = 0xc0a8_0001;
@@ -177,11 +131,7 @@ mod tests {
     ];
 
     fn bytes() -> Vec<u8> {
-        let mut b = PACKET_BYTES.to_vec();
-        let ph = csum::pseudo_header_sum(SRC, DST, 17, 12);
-        let c = !csum::fold(csum::sum_bytes(ph, &b));
-        b[6..8].copy_from_slice(&c.to_be_bytes());
-        b
+        with_checksum(&PACKET_BYTES, SRC, DST, 17, 6..8)
     }
 
     #[test]
