@@ -30,6 +30,24 @@ struct Flow {
     opens: bool,
 }
 
+impl Flow {
+    /// The session key of this flow's `inside` endpoint.
+    fn session_key(&self, inside: Endpoint) -> SessionKey {
+        SessionKey {
+            proto: self.proto,
+            inside,
+        }
+    }
+
+    /// The lookup key of this flow's `external` endpoint.
+    fn external_key(&self, external: Endpoint) -> ExternalKey {
+        ExternalKey {
+            proto: self.proto,
+            external,
+        }
+    }
+}
+
 impl<T: SessionTable> Engine<T> {
     /// Translates one Ethernet frame in place. Non-IPv4 frames are [`Verdict::Pass`];
     /// everything else is translated or dropped with a counted reason. The frame's
@@ -97,23 +115,42 @@ impl<T: SessionTable> Engine<T> {
             return self.icmp_error(iph, l4, src, dst);
         }
         let flow = parse_flow(proto, l4, first_fragment)?;
+        let (from, to) = (
+            Endpoint::new(src, flow.src_port),
+            Endpoint::new(dst, flow.dst_port),
+        );
         let dst_ext = self.ext_index(dst).is_some();
         let src_in = self.is_inside(src);
+        // The new source and destination endpoints; `None` keeps the packet's own.
         let (direction, new_src, new_dst) = match (src_in, dst_ext) {
             (true, true) => {
                 if !self.cfg.hairpinning {
                     return Err(DropReason::NotOurs);
                 }
-                self.hairpin(iph, l4, src, dst, flow, now)?
+                let (new_src, new_dst) = self.hairpin(from, to, flow, now)?;
+                (Direction::Hairpin, Some(new_src), Some(new_dst))
             }
-            (_, true) => self.inbound(iph, l4, src, dst, flow, now)?,
-            (true, false) => self.outbound(iph, l4, src, dst, flow, now)?,
+            (_, true) => (
+                Direction::Inbound,
+                None,
+                Some(self.inbound(to, from, flow, now)?),
+            ),
+            (true, false) => (
+                Direction::Outbound,
+                Some(self.outbound(from, to, flow, now)?),
+                None,
+            ),
             (false, false) => return Err(DropReason::NotOurs),
         };
+        for (side, new) in [(Side::Src, new_src), (Side::Dst, new_dst)] {
+            if let Some(new) = new {
+                rewrite_endpoint(iph, side, l4_fields(l4, flow.proto, side), new);
+            }
+        }
         if first_fragment {
             let d = FragDecision {
-                new_src,
-                new_dst,
+                new_src: new_src.map_or(src, |e| e.ip),
+                new_dst: new_dst.map_or(dst, |e| e.ip),
                 direction,
             };
             self.frags.insert(frag_key, d, now);
@@ -138,84 +175,37 @@ impl<T: SessionTable> Engine<T> {
         Ok(Verdict::Translated(d.direction))
     }
 
-    /// Inside -> outside: find or create the session, rewrite the source.
-    fn outbound(
-        &mut self,
-        iph: &mut Ipv4Hdr,
-        l4: &mut [u8],
-        src: u32,
-        dst: u32,
-        flow: Flow,
-        now: u64,
-    ) -> Step<(Direction, u32, u32)> {
-        let key = SessionKey {
-            proto: flow.proto,
-            inside: Endpoint::new(src, flow.src_port),
-        };
-        let ext = self.outbound_session(key, Endpoint::new(dst, flow.dst_port), flow, now)?;
-        rewrite_endpoint(iph, Side::Src, l4_fields(l4, flow.proto, Side::Src), ext);
-        Ok((Direction::Outbound, ext.ip, dst))
-    }
-
-    /// Outside -> external endpoint: look up, filter, rewrite the destination.
-    fn inbound(
-        &mut self,
-        iph: &mut Ipv4Hdr,
-        l4: &mut [u8],
-        src: u32,
-        dst: u32,
-        flow: Flow,
-        now: u64,
-    ) -> Step<(Direction, u32, u32)> {
-        let ext_key = ExternalKey {
-            proto: flow.proto,
-            external: Endpoint::new(dst, flow.dst_port),
-        };
-        let inside = self.admit_inbound(ext_key, Endpoint::new(src, flow.src_port), flow, now)?;
-        rewrite_endpoint(iph, Side::Dst, l4_fields(l4, flow.proto, Side::Dst), inside);
-        Ok((Direction::Inbound, src, inside.ip))
-    }
-
     /// Inside -> own external endpoint (RFC 4787 REQ-9, RFC 5382 REQ-2): the sender
     /// is translated as if outbound, the receiver as if inbound from the sender's
-    /// external endpoint, so both see only external addresses of each other.
+    /// external endpoint, so both see only external addresses of each other. Returns
+    /// the new source and destination.
     fn hairpin(
         &mut self,
-        iph: &mut Ipv4Hdr,
-        l4: &mut [u8],
-        src: u32,
-        dst: u32,
+        from: Endpoint,
+        to: Endpoint,
         flow: Flow,
         now: u64,
-    ) -> Step<(Direction, u32, u32)> {
-        let ext_key = ExternalKey {
-            proto: flow.proto,
-            external: Endpoint::new(dst, flow.dst_port),
-        };
+    ) -> Step<(Endpoint, Endpoint)> {
         // Check the target exists before allocating for the sender.
-        if self.table.get_by_external(&ext_key).is_none() {
+        if self.table.get_by_external(&flow.external_key(to)).is_none() {
             return Err(DropReason::NoSession);
         }
-        let key = SessionKey {
-            proto: flow.proto,
-            inside: Endpoint::new(src, flow.src_port),
-        };
-        let from = self.outbound_session(key, ext_key.external, flow, now)?;
-        let to = self.admit_inbound(ext_key, from, flow, now)?;
-        rewrite_endpoint(iph, Side::Src, l4_fields(l4, flow.proto, Side::Src), from);
-        rewrite_endpoint(iph, Side::Dst, l4_fields(l4, flow.proto, Side::Dst), to);
-        Ok((Direction::Hairpin, from.ip, to.ip))
+        let new_src = self.outbound(from, to, flow, now)?;
+        let new_dst = self.inbound(to, new_src, flow, now)?;
+        Ok((new_src, new_dst))
     }
 
-    /// The external endpoint of `key`'s session, created if needed, refreshed, with
-    /// its TCP state advanced and the filter opened towards `remote`.
-    fn outbound_session(
+    /// Inside -> outside: the external endpoint of `inside`'s session, created if
+    /// needed, refreshed, with its TCP state advanced and the filter opened towards
+    /// `remote`.
+    fn outbound(
         &mut self,
-        key: SessionKey,
+        inside: Endpoint,
         remote: Endpoint,
         flow: Flow,
         now: u64,
     ) -> Step<Endpoint> {
+        let key = flow.session_key(inside);
         let ext = match self.table.get_mut(&key) {
             Some(s) => {
                 s.last_seen_ms = now;
@@ -287,18 +277,18 @@ impl<T: SessionTable> Engine<T> {
         Ok(external)
     }
 
-    /// The inside endpoint for an inbound packet from `remote` to `ext_key`, if a
-    /// session exists and its filter admits `remote`; refreshes it.
-    fn admit_inbound(
+    /// Outside -> external endpoint: the inside endpoint for a packet from `remote` to
+    /// `external`, if a session exists and its filter admits `remote`; refreshes it.
+    fn inbound(
         &mut self,
-        ext_key: ExternalKey,
+        external: Endpoint,
         remote: Endpoint,
         flow: Flow,
         now: u64,
     ) -> Step<Endpoint> {
         let s = self
             .table
-            .get_by_external_mut(&ext_key)
+            .get_by_external_mut(&flow.external_key(external))
             .ok_or(DropReason::NoSession)?;
         if self.cfg.filtering == Filtering::AddressAndPortDependent && s.seen_outbound {
             let timeout = s.timeout_ms(&self.cfg.timeouts);
