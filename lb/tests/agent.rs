@@ -9,12 +9,16 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{KillOnDrop, free_port, get_request, parse_response};
 use futures::Stream;
 use mfplane_core::FlowHashKey;
 use mfplane_core::lb_maps::SteerMode;
@@ -296,14 +300,6 @@ fn xdp_attached(iface: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("xdp")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Polls `/metrics` until it shows `needle`.
 async fn wait_for_metrics(port: u16, needle: &str) -> String {
     let start = Instant::now();
@@ -321,9 +317,10 @@ async fn wait_for_metrics(port: u16, needle: &str) -> String {
     }
 }
 
-#[test]
-fn agent_end_to_end_in_a_private_namespace() {
-    let Some(dp) = datapath_or_skip("agent_end_to_end_in_a_private_namespace") else {
+/// Runs `body` on a current-thread runtime inside the agent tests' namespace, when
+/// the datapath can be loaded (see `datapath_or_skip`).
+fn in_netns_runtime<F: Future<Output = ()>>(test: &str, body: impl FnOnce() -> F + Send + 'static) {
+    let Some(dp) = datapath_or_skip(test) else {
         return;
     };
     drop(dp);
@@ -332,72 +329,48 @@ fn agent_end_to_end_in_a_private_namespace() {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(end_to_end());
-        assert!(!xdp_attached("mfplb0"), "XDP still attached after shutdown");
+        rt.block_on(body());
     });
 }
 
-/// Kills and reaps a child process when dropped (test failure included).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+#[test]
+fn agent_end_to_end_in_a_private_namespace() {
+    in_netns_runtime("agent_end_to_end_in_a_private_namespace", || async {
+        end_to_end().await;
+        assert!(!xdp_attached("mfplb0"), "XDP still attached after shutdown");
+    });
 }
 
 /// The binary with the flags the lab uses: fails over past a dead member, serves
 /// metrics, and on SIGTERM detaches and exits 0.
 #[test]
 fn binary_detaches_on_sigterm() {
-    let Some(dp) = datapath_or_skip("binary_detaches_on_sigterm") else {
-        return;
-    };
-    drop(dp);
-    in_private_netns(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    in_netns_runtime("binary_detaches_on_sigterm", || async {
+        let member = FakeMember::with(vec![vec![Step::Send(full(4, |_| 1))]]);
+        let addr = member.clone().serve().await;
+        let metrics_port = free_port();
+        // Spawned from this thread, so the child lives in the private namespace.
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
+            .args(["--attach", "mfplb0", "--fabric", "mfplb1"])
+            .args([
+                "--inside-prefix",
+                "10.0.0.0/8",
+                "--inside-prefix",
+                "172.16.0.0/12",
+            ])
+            .args(["--mode", "l2", "--xdp-mode", "auto"])
+            .args(["--cluster", &format!("127.0.0.1:1,{addr}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .env("RUST_LOG", "warn")
+            .spawn()
             .unwrap();
-        rt.block_on(async {
-            let member = FakeMember::with(vec![vec![Step::Send(full(4, |_| 1))]]);
-            let addr = member.clone().serve().await;
-            let metrics_port = free_port();
-            // Spawned from this thread, so the child lives in the private namespace.
-            let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
-                .args(["--attach", "mfplb0", "--fabric", "mfplb1"])
-                .args([
-                    "--inside-prefix",
-                    "10.0.0.0/8",
-                    "--inside-prefix",
-                    "172.16.0.0/12",
-                ])
-                .args(["--mode", "l2", "--xdp-mode", "auto"])
-                .args(["--cluster", &format!("127.0.0.1:1,{addr}")])
-                .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-                .env("RUST_LOG", "warn")
-                .spawn()
-                .unwrap();
-            let mut child = KillOnDrop(child);
-            wait_for_metrics(metrics_port, "mfplane_lb_epoch 4").await;
-            assert!(xdp_attached("mfplb0"), "XDP not attached");
-            // SAFETY: signalling our own child by its pid.
-            assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
-            let start = Instant::now();
-            let status = loop {
-                if let Some(st) = child.0.try_wait().unwrap() {
-                    break st;
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(10),
-                    "no exit after SIGTERM"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
-            assert!(status.success(), "exit status {status}");
-            assert!(!xdp_attached("mfplb0"), "XDP still attached after SIGTERM");
-        });
+        let mut child = KillOnDrop(child);
+        wait_for_metrics(metrics_port, "mfplane_lb_epoch 4").await;
+        assert!(xdp_attached("mfplb0"), "XDP not attached");
+        child.sigterm();
+        let status = wait_exit(&mut child).await;
+        assert!(status.success(), "exit status {status}");
+        assert!(!xdp_attached("mfplb0"), "XDP still attached after SIGTERM");
     });
 }
 
@@ -407,39 +380,30 @@ fn binary_detaches_on_sigterm() {
 /// `bucket_bits` contradicts the cluster keeps it unready with the reason.
 #[test]
 fn binary_from_a_config_file_becomes_ready() {
-    let Some(dp) = datapath_or_skip("binary_from_a_config_file_becomes_ready") else {
-        return;
-    };
-    drop(dp);
-    in_private_netns(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    in_netns_runtime("binary_from_a_config_file_becomes_ready", || async {
+        let hold = Arc::new(Notify::new());
+        let member = FakeMember::with(vec![
+            vec![Step::Wait(Arc::clone(&hold)), Step::Send(full(5, |_| 2))],
+            vec![Step::Send(full(6, |_| 2))],
+        ]);
+        let addr = member.clone().serve().await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lb-m1.toml");
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
+            .args(["--config", path.to_str().unwrap()])
+            .args(["--http-listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .spawn()
             .unwrap();
-        rt.block_on(async {
-            let hold = Arc::new(Notify::new());
-            let member = FakeMember::with(vec![
-                vec![Step::Wait(Arc::clone(&hold)), Step::Send(full(5, |_| 2))],
-                vec![Step::Send(full(6, |_| 2))],
-            ]);
-            let addr = member.clone().serve().await;
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("lb-m1.toml");
-            let port = free_port();
-            let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
-                .args(["--config", path.to_str().unwrap()])
-                .args(["--http-listen", &format!("127.0.0.1:{port}")])
-                .env("RUST_LOG", "warn")
-                .spawn()
-                .unwrap();
-            let mut child = KillOnDrop(child);
-            let body = wait_for_http(port, "/readyz", 503, "waiting for the configuration file").await;
-            assert!(body.contains("lb-m1.toml"), "{body}");
-            // What the operator writes (deploy/src/config_file.rs), for this namespace.
-            std::fs::write(
-                &path,
-                format!(
-                    r#"# Written by mfplane-operator for Nat default/demo; edit the Nat, not this file.
+        let mut child = KillOnDrop(child);
+        let body = wait_for_http(port, "/readyz", 503, "waiting for the configuration file").await;
+        assert!(body.contains("lb-m1.toml"), "{body}");
+        // What the operator writes (deploy/src/config_file.rs), for this namespace.
+        std::fs::write(
+            &path,
+            format!(
+                r#"# Written by mfplane-operator for Nat default/demo; edit the Nat, not this file.
 mode = "l2"
 xdp_mode = "native"
 bucket_bits = 8
@@ -455,50 +419,55 @@ side = "inside"
 name = "mfplb1"
 side = "both"
 "#
-                ),
-            )
-            .unwrap();
-            let body = wait_for_http(port, "/readyz", 503, "no steering table installed yet").await;
-            assert!(body.contains("mfplb0 (inside), mfplb1 (both)"), "{body}");
-            assert!(xdp_attached("mfplb0") && xdp_attached("mfplb1"), "XDP not attached");
-            hold.notify_one();
-            let body = wait_for_http(port, "/readyz", 200, "steering by epoch").await;
-            assert!(body.starts_with("ready: steering by epoch"), "{body}");
-            wait_for_http(port, "/metrics", 200, "mfplane_lb_epoch").await;
-            assert_eq!(http_get(port, "/healthz").await.unwrap(), (200, "ok\n".into()));
-            // SAFETY: signalling our own child by its pid.
-            assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
-            let status = wait_exit(&mut child.0).await;
-            assert!(status.success(), "exit status {status}");
-            assert!(!xdp_attached("mfplb0"), "XDP still attached after SIGTERM");
+            ),
+        )
+        .unwrap();
+        let body = wait_for_http(port, "/readyz", 503, "no steering table installed yet").await;
+        assert!(body.contains("mfplb0 (inside), mfplb1 (both)"), "{body}");
+        assert!(
+            xdp_attached("mfplb0") && xdp_attached("mfplb1"),
+            "XDP not attached"
+        );
+        hold.notify_one();
+        let body = wait_for_http(port, "/readyz", 200, "steering by epoch").await;
+        assert!(body.starts_with("ready: steering by epoch"), "{body}");
+        wait_for_http(port, "/metrics", 200, "mfplane_lb_epoch").await;
+        assert_eq!(
+            http_get(port, "/healthz").await.unwrap(),
+            (200, "ok\n".into())
+        );
+        child.sigterm();
+        let status = wait_exit(&mut child).await;
+        assert!(status.success(), "exit status {status}");
+        assert!(!xdp_attached("mfplb0"), "XDP still attached after SIGTERM");
 
-            // The same file, but with the bucket bits of another cluster.
-            let text = std::fs::read_to_string(&path).unwrap();
-            std::fs::write(&path, text.replace("bucket_bits = 8", "bucket_bits = 10")).unwrap();
-            let member = FakeMember::with(vec![vec![Step::Send(full(5, |_| 2))]; 50]);
-            let addr2 = member.clone().serve().await;
-            let text = std::fs::read_to_string(&path).unwrap();
-            std::fs::write(&path, text.replace(&addr.to_string(), &addr2.to_string())).unwrap();
-            let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
-                .args(["--config", path.to_str().unwrap()])
-                .args(["--http-listen", &format!("127.0.0.1:{port}")])
-                .env("RUST_LOG", "off")
-                .spawn()
-                .unwrap();
-            let _child = KillOnDrop(child);
-            let body = wait_for_http(port, "/readyz", 503, "refused").await;
-            assert!(
-                body.contains("bucket_bits 8") && body.contains("bucket_bits 10"),
-                "{body}"
-            );
-        });
+        // The same file, but with the bucket bits of another cluster.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("bucket_bits = 8", "bucket_bits = 10")).unwrap();
+        let member = FakeMember::with(vec![vec![Step::Send(full(5, |_| 2))]; 50]);
+        let addr2 = member.clone().serve().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace(&addr.to_string(), &addr2.to_string())).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
+            .args(["--config", path.to_str().unwrap()])
+            .args(["--http-listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "off")
+            .spawn()
+            .unwrap();
+        let _child = KillOnDrop(child);
+        let body = wait_for_http(port, "/readyz", 503, "refused").await;
+        assert!(
+            body.contains("bucket_bits 8") && body.contains("bucket_bits 10"),
+            "{body}"
+        );
     });
 }
 
-async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+/// The child's exit status once it has exited, within 10 s of the SIGTERM.
+async fn wait_exit(child: &mut KillOnDrop) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
-        if let Some(st) = child.try_wait().unwrap() {
+        if let Some(st) = child.exited() {
             return st;
         }
         assert!(
@@ -580,19 +549,12 @@ async fn scrape(port: u16) -> std::io::Result<String> {
     Ok(http_get(port, "/metrics").await?.1)
 }
 
-/// `(status, body)` of `GET path`, with a minimal HTTP/1.0 client.
+/// `(status, body)` of `GET path` on 127.0.0.1:`port`.
 async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(get_request(path).as_bytes()).await?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await?;
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    Ok((status, body))
+    Ok(parse_response(&buf))
 }

@@ -6,9 +6,13 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{KillOnDrop, free_port, get_request, parse_response};
 
 fn run(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
@@ -115,38 +119,14 @@ fn bad_config_files_fail_with_the_key_named() {
     }
 }
 
-/// `(status, body)` of `GET path` on 127.0.0.1:`port`, with a minimal HTTP/1.0 client.
+/// `(status, body)` of `GET path` on 127.0.0.1:`port`.
 fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    s.write_all(get_request(path).as_bytes())?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    Ok((status, body))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills and reaps a child process when dropped (test failure included).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    Ok(parse_response(&buf))
 }
 
 /// A missing `--config` file is waited for while `/healthz` answers and `/readyz`
@@ -172,7 +152,7 @@ fn waits_for_a_missing_config_file() {
     let wait_exit = |child: &mut KillOnDrop| {
         let start = Instant::now();
         loop {
-            if let Some(st) = child.0.try_wait().unwrap() {
+            if let Some(st) = child.exited() {
                 return st;
             }
             assert!(start.elapsed() < Duration::from_secs(10), "no exit");
@@ -203,12 +183,8 @@ fn waits_for_a_missing_config_file() {
     assert_eq!(http_get(port, "/healthz").unwrap(), (200, "ok\n".into()));
     // Still waiting after more than one poll.
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        child.0.try_wait().unwrap().is_none(),
-        "exited while waiting"
-    );
-    // SAFETY: signalling our own child by its pid.
-    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    assert!(child.exited().is_none(), "exited while waiting");
+    child.sigterm();
     let status = wait_exit(&mut child);
     assert!(status.success(), "exit status {status}");
     let mut out = String::new();
