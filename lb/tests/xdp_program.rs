@@ -48,6 +48,18 @@ fn port_with(owned: bool, proto: u8) -> u16 {
         .unwrap()
 }
 
+fn tcp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Ip {
+    Ip::new(src, dst, L4::Tcp { sport, dport })
+}
+
+fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Ip {
+    Ip::new(src, dst, L4::Udp { sport, dport })
+}
+
+fn echo(src: Ipv4Addr, dst: Ipv4Addr, icmp_type: u8, id: u16, seq: u16) -> Ip {
+    Ip::new(src, dst, L4::Echo { icmp_type, id, seq })
+}
+
 fn owner(t: &SteeringTable, b: BucketId) -> OwnerAddr {
     *t.owner_of(b).unwrap()
 }
@@ -133,89 +145,26 @@ fn golden_l2_every_verdict() {
     let ext = EXTERNAL[1];
     // An inbound packet to an external port, and what the NAT sent out for it.
     let ext_port: u16 = 0x1234;
-    let translated_out = Ip::new(
-        ext,
-        REMOTE,
-        L4::Udp {
-            sport: 0x4321,
-            dport: 53,
-        },
-    )
-    .bytes();
-    let to_inside = Ip::new(
-        REMOTE,
-        INSIDE_HOST,
-        L4::Udp {
-            sport: 53,
-            dport: udp_port,
-        },
-    )
-    .bytes();
+    let translated_out = udp(ext, REMOTE, 0x4321, 53).bytes();
+    let to_inside = udp(REMOTE, INSIDE_HOST, 53, udp_port).bytes();
     let unowned_in_port = (1024..u16::MAX)
         .find(|p| unowned(inbound_bucket(bits8(), *p).0))
         .unwrap();
 
-    let mut vlan_frame = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Tcp {
-            sport: tcp_port,
-            dport: 80,
-        },
-    )
-    .frame();
+    // Variants of one outbound TCP frame.
+    let outbound_tcp = || tcp(INSIDE_HOST, REMOTE, tcp_port, 80).frame();
+    let mut vlan_frame = outbound_tcp();
     vlan_frame.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
 
-    let mut bad_version = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Tcp {
-            sport: tcp_port,
-            dport: 80,
-        },
-    )
-    .frame();
+    let mut bad_version = outbound_tcp();
     bad_version[14] = 0x65;
-    let mut bad_ihl = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Tcp {
-            sport: tcp_port,
-            dport: 80,
-        },
-    )
-    .frame();
+    let mut bad_ihl = outbound_tcp();
     bad_ihl[14] = 0x44;
-    let mut too_long = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Tcp {
-            sport: tcp_port,
-            dport: 80,
-        },
-    )
-    .frame();
+    let mut too_long = outbound_tcp();
     too_long[16..18].copy_from_slice(&1500u16.to_be_bytes());
-    let mut too_short = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Tcp {
-            sport: tcp_port,
-            dport: 80,
-        },
-    )
-    .frame();
+    let mut too_short = outbound_tcp();
     too_short[16..18].copy_from_slice(&19u16.to_be_bytes());
-    let truncated_ip = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Tcp {
-            sport: tcp_port,
-            dport: 80,
-        },
-    )
-    .frame()[..14 + 12]
-        .to_vec();
+    let truncated_ip = outbound_tcp()[..14 + 12].to_vec();
     let mut truncated_tcp = Ip::new(
         INSIDE_HOST,
         REMOTE,
@@ -239,44 +188,19 @@ fn golden_l2_every_verdict() {
     let cases = vec![
         l2_steered(
             "outbound TCP steered by flow hash",
-            Ip::new(
-                INSIDE_HOST,
-                REMOTE,
-                L4::Tcp {
-                    sport: tcp_port,
-                    dport: 443,
-                },
-            )
-            .frame(),
+            tcp(INSIDE_HOST, REMOTE, tcp_port, 443).frame(),
             owner(&t, out_bucket(INSIDE_HOST, tcp_port, 6)),
             LbCounter::Outbound,
         ),
         l2_steered(
             "outbound UDP steered by flow hash",
-            Ip::new(
-                INSIDE_HOST,
-                REMOTE,
-                L4::Udp {
-                    sport: udp_port,
-                    dport: 53,
-                },
-            )
-            .frame(),
+            udp(INSIDE_HOST, REMOTE, udp_port, 53).frame(),
             owner(&t, out_bucket(INSIDE_HOST, udp_port, 17)),
             LbCounter::Outbound,
         ),
         l2_steered(
             "outbound ICMP echo request steered by identifier",
-            Ip::new(
-                INSIDE_HOST,
-                REMOTE,
-                L4::Echo {
-                    icmp_type: 8,
-                    id: echo_id,
-                    seq: 1,
-                },
-            )
-            .frame(),
+            echo(INSIDE_HOST, REMOTE, 8, echo_id, 1).frame(),
             owner(&t, out_bucket(INSIDE_HOST, echo_id, 1)),
             LbCounter::Outbound,
         ),
@@ -288,30 +212,13 @@ fn golden_l2_every_verdict() {
         ),
         l2_steered(
             "inbound TCP steered by destination port",
-            Ip::new(
-                REMOTE,
-                ext,
-                L4::Tcp {
-                    sport: 443,
-                    dport: ext_port,
-                },
-            )
-            .frame(),
+            tcp(REMOTE, ext, 443, ext_port).frame(),
             owner(&t, inbound_bucket(bits8(), ext_port)),
             LbCounter::Inbound,
         ),
         l2_steered(
             "inbound ICMP echo reply steered by identifier",
-            Ip::new(
-                REMOTE,
-                EXTERNAL[0],
-                L4::Echo {
-                    icmp_type: 0,
-                    id: ext_port,
-                    seq: 9,
-                },
-            )
-            .frame(),
+            echo(REMOTE, EXTERNAL[0], 0, ext_port, 9).frame(),
             owner(&t, inbound_bucket(bits8(), ext_port)),
             LbCounter::Inbound,
         ),
@@ -347,51 +254,21 @@ fn golden_l2_every_verdict() {
         ),
         l2_steered(
             "inside to an external IP (hairpin) is outbound first",
-            Ip::new(
-                INSIDE_HOST,
-                EXTERNAL[0],
-                L4::Tcp {
-                    sport: tcp_port,
-                    dport: 80,
-                },
-            )
-            .frame(),
+            tcp(INSIDE_HOST, EXTERNAL[0], tcp_port, 80).frame(),
             owner(&t, out_bucket(INSIDE_HOST, tcp_port, 6)),
             LbCounter::Outbound,
         ),
         passed(
             "transit traffic (neither inside nor external)",
-            Ip::new(
-                REMOTE,
-                Ipv4Addr::new(192, 0, 2, 77),
-                L4::Tcp { sport: 1, dport: 2 },
-            )
-            .frame(),
+            tcp(REMOTE, Ipv4Addr::new(192, 0, 2, 77), 1, 2).frame(),
         ),
         passed(
             "inside to inside is not NATed",
-            Ip::new(
-                INSIDE_HOST,
-                Ipv4Addr::new(10, 9, 9, 9),
-                L4::Tcp {
-                    sport: tcp_port,
-                    dport: 22,
-                },
-            )
-            .frame(),
+            tcp(INSIDE_HOST, Ipv4Addr::new(10, 9, 9, 9), tcp_port, 22).frame(),
         ),
         passed(
             "inbound echo request to an external IP belongs to its holder",
-            Ip::new(
-                REMOTE,
-                ext,
-                L4::Echo {
-                    icmp_type: 8,
-                    id: 7,
-                    seq: 1,
-                },
-            )
-            .frame(),
+            echo(REMOTE, ext, 8, 7, 1).frame(),
         ),
         passed("ARP", ethernet([0xff; 6], CLIENT_MAC, 0x0806, &[0u8; 28])),
         passed(
@@ -400,28 +277,12 @@ fn golden_l2_every_verdict() {
         ),
         dropped(
             "outbound to an unowned bucket",
-            Ip::new(
-                INSIDE_HOST,
-                REMOTE,
-                L4::Tcp {
-                    sport: dead_port,
-                    dport: 443,
-                },
-            )
-            .frame(),
+            tcp(INSIDE_HOST, REMOTE, dead_port, 443).frame(),
             LbCounter::DropNoOwner,
         ),
         dropped(
             "inbound to an unowned bucket",
-            Ip::new(
-                REMOTE,
-                ext,
-                L4::Tcp {
-                    sport: 443,
-                    dport: unowned_in_port,
-                },
-            )
-            .frame(),
+            tcp(REMOTE, ext, 443, unowned_in_port).frame(),
             LbCounter::DropNoOwner,
         ),
         dropped(
@@ -439,16 +300,7 @@ fn golden_l2_every_verdict() {
         ),
         dropped(
             "outbound ICMP timestamp cannot be translated",
-            Ip::new(
-                INSIDE_HOST,
-                REMOTE,
-                L4::Echo {
-                    icmp_type: 13,
-                    id: 1,
-                    seq: 1,
-                },
-            )
-            .frame(),
+            echo(INSIDE_HOST, REMOTE, 13, 1, 1).frame(),
             LbCounter::DropUnsupported,
         ),
         dropped(
@@ -499,15 +351,7 @@ fn redirect_when_fabric_is_another_interface() {
     let t = table();
     install_fixture(&mut dp, &fixture_settings(SteerMode::L2, false), &t);
     let p = port_with(true, 6);
-    let frame = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Tcp {
-            sport: p,
-            dport: 443,
-        },
-    )
-    .frame();
+    let frame = tcp(INSIDE_HOST, REMOTE, p, 443).frame();
     let to = owner(&t, out_bucket(INSIDE_HOST, p, 6));
     run_cases(
         &mut dp,
@@ -523,18 +367,7 @@ fn redirect_when_fabric_is_another_interface() {
     let mut on_fabric = fixture_settings(SteerMode::L2, true);
     on_fabric.flags |= mfplane_core::lb_maps::LB_FLAG_REDIRECT_ON_FABRIC;
     dp.set_settings(&on_fabric).unwrap();
-    let (action, _) = run_once(
-        &dp,
-        &Ip::new(
-            INSIDE_HOST,
-            REMOTE,
-            L4::Tcp {
-                sport: p,
-                dport: 443,
-            },
-        )
-        .frame(),
-    );
+    let (action, _) = run_once(&dp, &tcp(INSIDE_HOST, REMOTE, p, 443).frame());
     assert_eq!(action, XdpAction::Redirect);
 }
 
@@ -543,15 +376,7 @@ fn not_configured_passes_and_no_table_drops() {
     let Some(mut dp) = datapath_or_skip("not_configured_passes_and_no_table_drops") else {
         return;
     };
-    let frame = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Tcp {
-            sport: 40000,
-            dport: 443,
-        },
-    )
-    .frame();
+    let frame = tcp(INSIDE_HOST, REMOTE, 40000, 443).frame();
     run_cases(
         &mut dp,
         &[Case {
@@ -589,19 +414,11 @@ fn outside_only_interface_drops_inside_sources() {
     install_fixture(&mut dp, &settings, &t);
 
     let sport = port_with(true, 6);
-    let outbound = Ip::new(INSIDE_HOST, REMOTE, L4::Tcp { sport, dport: 443 }).frame();
+    let outbound = tcp(INSIDE_HOST, REMOTE, sport, 443).frame();
     let in_port = (1024..u16::MAX)
         .find(|p| !unowned(inbound_bucket(bits8(), *p).0))
         .unwrap();
-    let inbound = Ip::new(
-        REMOTE,
-        EXTERNAL[0],
-        L4::Udp {
-            sport: 53,
-            dport: in_port,
-        },
-    )
-    .frame();
+    let inbound = udp(REMOTE, EXTERNAL[0], 53, in_port).frame();
     let in_owner = owner(&t, inbound_bucket(bits8(), in_port));
     let out_owner = owner(&t, out_bucket(INSIDE_HOST, sport, 6));
     run_cases(
@@ -649,38 +466,15 @@ fn ipip_encapsulation() {
     install_fixture(&mut dp, &settings, &t);
     let p = port_with(true, 17);
     let to = owner(&t, out_bucket(INSIDE_HOST, p, 17));
-    let mut ip = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Udp {
-            sport: p,
-            dport: 53,
-        },
-    );
+    let mut ip = udp(INSIDE_HOST, REMOTE, p, 53);
     ip.frag = IP_DF;
     ip.tos = 0x10;
     let frame = ip.frame();
     let expected = ipip_expected(&frame, FABRIC_IP, &to, to.mac.0);
     let ext_port = 0x2222;
-    let inbound = Ip::new(
-        REMOTE,
-        EXTERNAL[0],
-        L4::Tcp {
-            sport: 443,
-            dport: ext_port,
-        },
-    )
-    .frame();
+    let inbound = tcp(REMOTE, EXTERNAL[0], 443, ext_port).frame();
     let in_owner = owner(&t, inbound_bucket(bits8(), ext_port));
-    let mut tagged = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Udp {
-            sport: p,
-            dport: 53,
-        },
-    )
-    .frame();
+    let mut tagged = udp(INSIDE_HOST, REMOTE, p, 53).frame();
     let untagged_expected = ipip_expected(&tagged, FABRIC_IP, &to, to.mac.0);
     tagged.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
     run_cases(
@@ -731,6 +525,18 @@ fn ipip_encapsulation() {
     assert_ipv4_header_valid(&out);
 }
 
+/// `head` as the first fragment of datagram `id` (more fragments follow), and that
+/// datagram's last fragment: `tail`, the rest of the `proto` payload, at `offset`
+/// (in 8-byte units).
+fn fragmented(mut head: Ip, id: u16, proto: u8, tail: Vec<u8>, offset: u16) -> (Ip, Ip) {
+    head.id = id;
+    head.frag = IP_MF;
+    let mut last = Ip::new(head.src, head.dst, L4::Raw { proto, bytes: tail });
+    last.id = id;
+    last.frag = offset;
+    (head, last)
+}
+
 #[test]
 fn fragments_follow_their_head() {
     let Some(mut dp) = datapath_or_skip("fragments_follow_their_head") else {
@@ -740,73 +546,29 @@ fn fragments_follow_their_head() {
     install_fixture(&mut dp, &fixture_settings(SteerMode::L2, true), &t);
     let p = port_with(true, 17);
     let to = owner(&t, out_bucket(INSIDE_HOST, p, 17));
-    let mut head = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Udp {
-            sport: p,
-            dport: 53,
-        },
-    );
-    head.id = 0x7777;
-    head.frag = IP_MF;
+    let mut head = udp(INSIDE_HOST, REMOTE, p, 53);
     head.payload = vec![0xab; 16];
-    let mut tail = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Raw {
-            proto: 17,
-            bytes: vec![0xcd; 24],
-        },
-    );
-    tail.id = 0x7777;
-    tail.frag = 3; // offset 24 bytes, last fragment
+    // The tail at offset 24 bytes.
+    let (head, tail) = fragmented(head, 0x7777, 17, vec![0xcd; 24], 3);
     let mut orphan = tail.clone();
     orphan.id = 0x7778;
     // Inbound fragments of a reply to an external IP.
     let ext_port = 0x3456;
-    let mut in_head = Ip::new(
-        REMOTE,
-        EXTERNAL[0],
-        L4::Udp {
-            sport: 53,
-            dport: ext_port,
-        },
+    let (in_head, in_tail) = fragmented(
+        udp(REMOTE, EXTERNAL[0], 53, ext_port),
+        0x0101,
+        17,
+        vec![1; 8],
+        2,
     );
-    in_head.id = 0x0101;
-    in_head.frag = IP_MF;
-    let mut in_tail = Ip::new(
-        REMOTE,
-        EXTERNAL[0],
-        L4::Raw {
-            proto: 17,
-            bytes: vec![1; 8],
-        },
-    );
-    in_tail.id = 0x0101;
-    in_tail.frag = 2;
     let in_owner = owner(&t, inbound_bucket(bits8(), ext_port));
-    let mut ping_head = Ip::new(
-        REMOTE,
-        EXTERNAL[1],
-        L4::Echo {
-            icmp_type: 8,
-            id: 9,
-            seq: 1,
-        },
+    let (ping_head, ping_tail) = fragmented(
+        echo(REMOTE, EXTERNAL[1], 8, 9, 1),
+        0x0202,
+        1,
+        vec![7; 16],
+        2,
     );
-    ping_head.id = 0x0202;
-    ping_head.frag = IP_MF;
-    let mut ping_tail = Ip::new(
-        REMOTE,
-        EXTERNAL[1],
-        L4::Raw {
-            proto: 1,
-            bytes: vec![7; 16],
-        },
-    );
-    ping_tail.id = 0x0202;
-    ping_tail.frag = 2;
     run_cases(
         &mut dp,
         &[
@@ -871,30 +633,12 @@ fn generation_flip_is_atomic() {
     let a = all_to(1);
     install_fixture(&mut dp, &fixture_settings(SteerMode::L2, true), &a);
     let gen_a = dp.active_generation();
-    let frame = Ip::new(
-        INSIDE_HOST,
-        REMOTE,
-        L4::Tcp {
-            sport: 40000,
-            dport: 443,
-        },
-    )
-    .frame();
+    let frame = tcp(INSIDE_HOST, REMOTE, 40000, 443).frame();
     let dst = |dp: &Datapath| run_once(dp, &frame).1[0..6].to_vec();
     assert_eq!(dst(&dp), fixture_owner(1).mac.0);
     // The external IPs flip with the table: the next one replaces the first.
     let new_external = Ipv4Addr::new(198, 51, 100, 77);
-    let inbound_to = |ip: Ipv4Addr| {
-        Ip::new(
-            REMOTE,
-            ip,
-            L4::Udp {
-                sport: 53,
-                dport: 5000,
-            },
-        )
-        .frame()
-    };
+    let inbound_to = |ip: Ipv4Addr| udp(REMOTE, ip, 53, 5000).frame();
     let verdict = |dp: &Datapath, ip: Ipv4Addr| run_once(dp, &inbound_to(ip)).0;
     assert_eq!(verdict(&dp, EXTERNAL[0]), XdpAction::Tx);
     assert_eq!(verdict(&dp, new_external), XdpAction::Pass);
@@ -948,6 +692,25 @@ fn generation_flip_is_atomic() {
     assert_eq!(Generation(0).other(), Generation(1));
 }
 
+/// A flow's L4 header whose bucket `port` decides: the destination port inbound, the
+/// source port outbound, the echo identifier (reply inbound, request outbound).
+fn keyed_l4(proto: u8, inbound: bool, port: u16, other: u16) -> L4 {
+    let (sport, dport) = if inbound {
+        (other, port)
+    } else {
+        (port, other)
+    };
+    match proto {
+        6 => L4::Tcp { sport, dport },
+        17 => L4::Udp { sport, dport },
+        _ => L4::Echo {
+            icmp_type: if inbound { 0 } else { 8 },
+            id: port,
+            seq: other,
+        },
+    }
+}
+
 /// The program's choice of owner equals the core's on random packets, for several
 /// bucket sizes, both directions and all three protocols.
 #[test]
@@ -973,46 +736,13 @@ fn differential_against_the_core() {
             let remote = Ipv4Addr::from(0xcb00_7100 | (rng.random::<u32>() & 0xff));
             let ext = EXTERNAL[rng.random_range(0..2)];
             let other: u16 = rng.random();
-            let (src, dst, l4, bucket) = if inbound {
-                let l4 = match proto {
-                    6 => L4::Tcp {
-                        sport: other,
-                        dport: port,
-                    },
-                    17 => L4::Udp {
-                        sport: other,
-                        dport: port,
-                    },
-                    _ => L4::Echo {
-                        icmp_type: 0,
-                        id: port,
-                        seq: other,
-                    },
-                };
-                (remote, ext, l4, inbound_bucket(bits, port))
+            let (src, dst, bucket) = if inbound {
+                (remote, ext, inbound_bucket(bits, port))
             } else {
-                let l4 = match proto {
-                    6 => L4::Tcp {
-                        sport: port,
-                        dport: other,
-                    },
-                    17 => L4::Udp {
-                        sport: port,
-                        dport: other,
-                    },
-                    _ => L4::Echo {
-                        icmp_type: 8,
-                        id: port,
-                        seq: other,
-                    },
-                };
-                (
-                    inside,
-                    remote,
-                    l4,
-                    outbound_bucket(&HASH_KEY, bits, u32::from(inside), port, proto),
-                )
+                let bucket = outbound_bucket(&HASH_KEY, bits, u32::from(inside), port, proto);
+                (inside, remote, bucket)
             };
+            let l4 = keyed_l4(proto, inbound, port, other);
             let frame = Ip::new(src, dst, l4).frame();
             let (action, out) = run_once(&dp, &frame);
             match t.owner_of(bucket) {
