@@ -14,8 +14,8 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target_dir"
 free_kb="$(df -Pk "$target_dir" | awk 'NR==2 {print $4}')"
-if [ "${free_kb:-0}" -lt $((6 * 1024 * 1024)) ]; then
-  printf 'warning: only %s MB free for %s; a clean build and test run needs about 6 GB\n' \
+if [ "${free_kb:-0}" -lt $((4 * 1024 * 1024)) ]; then
+  printf 'warning: only %s MB free for %s; a clean build and test run needs about 3 GB\n' \
     "$((free_kb / 1024))" "$target_dir" >&2
 fi
 
