@@ -64,34 +64,76 @@ impl AdminService {
         }
     }
 
-    /// A change to one member (`NodeRequest`): `local` carries it out on the leader
-    /// and returns the epoch afterwards with a message for the operator; a follower
-    /// sends the same request to the leader with `remote`.
-    async fn node_change<L, LF, R, RF>(
+    /// A change to one member (`NodeRequest`): carried out here when this member
+    /// leads, otherwise the same request is sent to the leader.
+    async fn node_change(
         &self,
         request: Request<NodeRequest>,
-        local: L,
-        remote: R,
-    ) -> Result<Response<ChangeResponse>, Status>
-    where
-        L: FnOnce(Arc<Member>, NodeId) -> LF,
-        LF: Future<Output = Result<(Epoch, String), Error>>,
-        R: FnOnce(AdminClient<Channel>, NodeRequest) -> RF,
-        RF: Future<Output = Result<Response<ChangeResponse>, Status>>,
-    {
+        change: NodeChange,
+    ) -> Result<Response<ChangeResponse>, Status> {
         let r = request.into_inner();
         let id = convert::node_id(r.node_id).map_err(status)?;
         self.on_leader(
             |m| async move {
-                let (epoch, message) = local(m, id).await?;
+                let (epoch, message) = change.apply(&m, id).await?;
                 Ok(ChangeResponse {
                     epoch: epoch.0,
                     message,
                 })
             },
-            |c| remote(c, r),
+            |c| change.forward(c, r),
         )
         .await
+    }
+}
+
+/// The Admin calls that change one member: each has one way to be carried out on
+/// the leader and one client call to forward it there.
+#[derive(Clone, Copy, Debug)]
+enum NodeChange {
+    Promote,
+    Drain,
+    Remove,
+    TransferLeader,
+}
+
+impl NodeChange {
+    /// Carries the change out on the leader: the epoch afterwards, and a message for
+    /// the operator.
+    async fn apply(self, m: &Arc<Member>, id: NodeId) -> Result<(Epoch, String), Error> {
+        Ok(match self {
+            NodeChange::Promote => {
+                let message = admin_ops::promote(m, id).await?;
+                (m.applied_epoch(), message)
+            }
+            NodeChange::Drain => {
+                let epoch = admin_ops::drain(m, id).await?;
+                let message = format!("node {id} is drained: it owns no buckets at epoch {epoch}");
+                (epoch, message)
+            }
+            NodeChange::Remove => {
+                let epoch = admin_ops::remove(m, id).await?;
+                (epoch, format!("node {id} is removed; its id is retired"))
+            }
+            NodeChange::TransferLeader => {
+                let message = admin_ops::transfer_leader(m, id).await?;
+                (m.applied_epoch(), message)
+            }
+        })
+    }
+
+    /// Sends the same request to the leader.
+    async fn forward(
+        self,
+        mut leader: AdminClient<Channel>,
+        request: NodeRequest,
+    ) -> Result<Response<ChangeResponse>, Status> {
+        match self {
+            NodeChange::Promote => leader.promote(request).await,
+            NodeChange::Drain => leader.drain(request).await,
+            NodeChange::Remove => leader.remove(request).await,
+            NodeChange::TransferLeader => leader.transfer_leader(request).await,
+        }
     }
 }
 
@@ -126,61 +168,28 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<NodeRequest>,
     ) -> Result<Response<ChangeResponse>, Status> {
-        self.node_change(
-            request,
-            |m, id| async move {
-                let message = admin_ops::promote(&m, id).await?;
-                Ok((m.applied_epoch(), message))
-            },
-            |mut c, r| async move { c.promote(r).await },
-        )
-        .await
+        self.node_change(request, NodeChange::Promote).await
     }
 
     async fn drain(
         &self,
         request: Request<NodeRequest>,
     ) -> Result<Response<ChangeResponse>, Status> {
-        self.node_change(
-            request,
-            |m, id| async move {
-                let epoch = admin_ops::drain(&m, id).await?;
-                let message = format!("node {id} is drained: it owns no buckets at epoch {epoch}");
-                Ok((epoch, message))
-            },
-            |mut c, r| async move { c.drain(r).await },
-        )
-        .await
+        self.node_change(request, NodeChange::Drain).await
     }
 
     async fn remove(
         &self,
         request: Request<NodeRequest>,
     ) -> Result<Response<ChangeResponse>, Status> {
-        self.node_change(
-            request,
-            |m, id| async move {
-                let epoch = admin_ops::remove(&m, id).await?;
-                Ok((epoch, format!("node {id} is removed; its id is retired")))
-            },
-            |mut c, r| async move { c.remove(r).await },
-        )
-        .await
+        self.node_change(request, NodeChange::Remove).await
     }
 
     async fn transfer_leader(
         &self,
         request: Request<NodeRequest>,
     ) -> Result<Response<ChangeResponse>, Status> {
-        self.node_change(
-            request,
-            |m, id| async move {
-                let message = admin_ops::transfer_leader(&m, id).await?;
-                Ok((m.applied_epoch(), message))
-            },
-            |mut c, r| async move { c.transfer_leader(r).await },
-        )
-        .await
+        self.node_change(request, NodeChange::TransferLeader).await
     }
 
     async fn status(
