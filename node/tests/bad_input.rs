@@ -59,64 +59,51 @@ async fn malformed_and_conflicting_requests_are_refused_clearly() {
     let mut admin = AdminClient::new(ch.clone());
     let before = c.state(0).await.unwrap();
 
-    expect(
-        admin
-            .join(join_req(
-                "n9",
-                "127.43.0.9:1",
-                "10.0.0.300",
-                "02:00:00:00:00:09",
-            ))
-            .await,
-        Code::InvalidArgument,
-        "data_ip",
-    );
-    expect(
-        admin
-            .join(join_req("n9", "127.43.0.9:1", "10.0.0.9", "02:00:00:09"))
-            .await,
-        Code::InvalidArgument,
-        "data_mac",
-    );
-    expect(
-        admin
-            .join(join_req("n9", "no-port", "10.0.0.9", "02:00:00:00:00:09"))
-            .await,
-        Code::InvalidArgument,
-        "raft_addr",
-    );
-    expect(
-        admin
-            .join(join_req("bad name", "h:1", "10.0.0.9", "02:00:00:00:00:09"))
-            .await,
-        Code::InvalidArgument,
-        "name",
-    );
-    expect(
-        admin
-            .join(join_req(
-                "n1",
-                "127.43.0.9:1",
-                "10.0.0.9",
-                "02:00:00:00:00:09",
-            ))
-            .await,
-        Code::AlreadyExists,
-        "mfpctl remove 1",
-    );
-    for call in ["promote", "drain", "remove", "transfer"] {
-        let r = match call {
-            "promote" => admin.promote(NodeRequest { node_id: 99 }).await,
-            "drain" => admin.drain(NodeRequest { node_id: 99 }).await,
-            "remove" => admin.remove(NodeRequest { node_id: 99 }).await,
-            _ => admin.transfer_leader(NodeRequest { node_id: 99 }).await,
-        };
-        expect(r, Code::NotFound, "node 99");
-        expect(
-            admin.promote(NodeRequest { node_id: 0 }).await,
+    // Each bad join is refused naming what is wrong with it.
+    for (request, code, needle) in [
+        (
+            join_req("n9", "127.43.0.9:1", "10.0.0.300", "02:00:00:00:00:09"),
             Code::InvalidArgument,
-            "node_id",
-        );
+            "data_ip",
+        ),
+        (
+            join_req("n9", "127.43.0.9:1", "10.0.0.9", "02:00:00:09"),
+            Code::InvalidArgument,
+            "data_mac",
+        ),
+        (
+            join_req("n9", "no-port", "10.0.0.9", "02:00:00:00:00:09"),
+            Code::InvalidArgument,
+            "raft_addr",
+        ),
+        (
+            join_req("bad name", "h:1", "10.0.0.9", "02:00:00:00:00:09"),
+            Code::InvalidArgument,
+            "name",
+        ),
+        (
+            join_req("n1", "127.43.0.9:1", "10.0.0.9", "02:00:00:00:00:09"),
+            Code::AlreadyExists,
+            "mfpctl remove 1",
+        ),
+    ] {
+        expect(admin.join(request).await, code, needle);
+    }
+    // Every change to one member refuses an unknown id and the invalid id 0.
+    for call in ["promote", "drain", "remove", "transfer"] {
+        for (node_id, code, needle) in [
+            (99, Code::NotFound, "node 99"),
+            (0, Code::InvalidArgument, "node_id"),
+        ] {
+            let request = NodeRequest { node_id };
+            let r = match call {
+                "promote" => admin.promote(request).await,
+                "drain" => admin.drain(request).await,
+                "remove" => admin.remove(request).await,
+                _ => admin.transfer_leader(request).await,
+            };
+            expect(r, code, needle);
+        }
     }
     expect(
         admin.remove(NodeRequest { node_id: 1 }).await,
@@ -152,39 +139,18 @@ async fn malformed_and_conflicting_requests_are_refused_clearly() {
     );
 
     let mut sessions = SessionsClient::new(ch.clone());
-    expect(
-        sessions
-            .list(ListRequest {
-                limit: 20_000,
-                page_token: String::new(),
-                owner: 0,
-            })
-            .await,
-        Code::InvalidArgument,
-        "10000",
-    );
-    expect(
-        sessions
-            .list(ListRequest {
-                limit: 10,
-                page_token: "garbage".into(),
-                owner: 0,
-            })
-            .await,
-        Code::InvalidArgument,
-        "page_token",
-    );
-    expect(
-        sessions
-            .list(ListRequest {
-                limit: 10,
-                page_token: String::new(),
-                owner: 77,
-            })
-            .await,
-        Code::NotFound,
-        "node 77",
-    );
+    for (limit, page_token, owner, code, needle) in [
+        (20_000, "", 0, Code::InvalidArgument, "10000"),
+        (10, "garbage", 0, Code::InvalidArgument, "page_token"),
+        (10, "", 77, Code::NotFound, "node 77"),
+    ] {
+        let request = ListRequest {
+            limit,
+            page_token: page_token.into(),
+            owner,
+        };
+        expect(sessions.list(request).await, code, needle);
+    }
     expect(
         sessions
             .lookup(LookupRequest {
@@ -238,11 +204,6 @@ async fn malformed_and_conflicting_requests_are_refused_clearly() {
 #[test]
 fn bad_configuration_names_the_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(BIN).args(args).output().unwrap();
-        assert!(!out.status.success(), "{args:?} should fail");
-        String::from_utf8_lossy(&out.stderr).to_string()
-    };
     let d = dir.path().join("d").display().to_string();
     let base = [
         "--name",
@@ -254,22 +215,22 @@ fn bad_configuration_names_the_flag() {
         "--data-ip",
         "10.0.0.1",
     ];
-    let err = run(&base);
+    // The error of the base flags plus `extra`.
+    let run = |extra: &[&str]| {
+        let out = Command::new(BIN).args(base).args(extra).output().unwrap();
+        assert!(!out.status.success(), "{extra:?} should fail");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run(&[]);
     assert!(err.contains("--data-mac"), "{err}");
-    let mut args = base.to_vec();
-    args.extend(["--data-mac", "zz:00:00:00:00:00"]);
-    let err = run(&args);
+    let err = run(&["--data-mac", "zz:00:00:00:00:00"]);
     assert!(
         err.contains("--data-mac") && err.contains("aa:bb:cc:dd:ee:ff"),
         "{err}"
     );
-    let mut args = base.to_vec();
-    args.extend(["--data-mac", "02:00:00:00:00:01", "--init"]);
-    let err = run(&args);
+    let err = run(&["--data-mac", "02:00:00:00:00:01", "--init"]);
     assert!(err.contains("--external-ip"), "{err}");
-    let mut args = base.to_vec();
-    args.extend(["--data-mac", "02:00:00:00:00:01", "--bucket-bits", "20"]);
-    let err = run(&args);
+    let err = run(&["--data-mac", "02:00:00:00:00:01", "--bucket-bits", "20"]);
     assert!(err.contains("--bucket-bits"), "{err}");
 }
 
