@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
@@ -147,6 +148,62 @@ async fn run_nat(n: Nat, ctx: &Arc<Context>) -> Action {
     reconcile_nat(Arc::new(n), ctx.clone())
         .await
         .expect("reconcile")
+}
+
+async fn run_node(node: Node, ctx: Arc<Context>) {
+    reconcile_node(Arc::new(node), ctx)
+        .await
+        .expect("reconcile");
+}
+
+/// A `Node` resource `name` of `role`, with the operator's finalizer.
+fn node(name: &str, role: &str) -> Node {
+    let spec = serde_json::from_value(json!({ "role": role })).expect("spec");
+    let mut node = Node::new(name, spec);
+    node.metadata.finalizers = Some(vec![NODE_FINALIZER.to_owned()]);
+    node
+}
+
+/// A deletion timestamp: the object is being deleted.
+fn deleting() -> Option<Time> {
+    Some(Time(k8s_openapi::jiff::Timestamp::now()))
+}
+
+/// The read of machine `name` and the patch of its labels, which must be `labels`.
+fn machine_labels(name: &str, labels: Value) -> [Exchange; 2] {
+    let path = format!("/api/v1/nodes/{name}");
+    let core = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+    [
+        Exchange::new(
+            Method::GET,
+            path.clone(),
+            Reply::Json(StatusCode::OK, core.clone()),
+        ),
+        Exchange::new(Method::PATCH, path, Reply::Json(StatusCode::OK, core))
+            .check(move |b| assert_eq!(b["metadata"]["labels"], labels, "machine labels")),
+    ]
+}
+
+/// The list of the pods on any machine (the field selector is checked by the caller).
+fn pods_on_machine(pods: Vec<Value>) -> Exchange {
+    Exchange::new(
+        Method::GET,
+        "/api/v1/pods",
+        Reply::Json(StatusCode::OK, list("PodList", pods)),
+    )
+}
+
+/// The status patch of `node`.
+fn node_status(node: &Node, check: impl FnOnce(&Value) + Send + 'static) -> Exchange {
+    Exchange::new(
+        Method::PATCH,
+        format!(
+            "/apis/mfplane.io/v1alpha1/nodes/{}/status",
+            node.metadata.name.as_deref().expect("name")
+        ),
+        Reply::WithStatus(to_json(node)),
+    )
+    .check(move |b| check(&b["status"]))
 }
 
 async fn finish(
@@ -558,9 +615,7 @@ async fn run_lists_and_watches_exactly_what_watched_says() {
 async fn delete_removes_the_volumes_then_the_finalizer() {
     let (ctx, api) = Context::test(FakeAdmin::default());
     let mut n = nat(3);
-    n.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
+    n.metadata.deletion_timestamp = deleting();
     let server = api.run(vec![
         Exchange::new(
             Method::DELETE,
@@ -591,52 +646,23 @@ async fn delete_removes_the_volumes_then_the_finalizer() {
 #[tokio::test]
 async fn a_node_labels_its_machine_and_reports_its_functions() {
     let (ctx, api) = Context::test(FakeAdmin::default());
-    let mut node = Node::new(
-        "lb-1",
-        serde_json::from_value(json!({"role": "lb"})).expect("spec"),
-    );
-    node.metadata.finalizers = Some(vec![NODE_FINALIZER.to_owned()]);
+    let mut node = node("lb-1", "lb");
     node.metadata.generation = Some(2);
-    let core = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "lb-1"}});
     let lb_pod = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "demo-lb-x7", "namespace": "edge", "labels": {"mfplane.io/nat": "demo", "app.kubernetes.io/component": "lb"}},
         "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-    let server = api.run(vec![
-        Exchange::new(
-            Method::GET,
-            "/api/v1/nodes/lb-1",
-            Reply::Json(StatusCode::OK, core.clone()),
-        ),
-        Exchange::new(
-            Method::PATCH,
-            "/api/v1/nodes/lb-1",
-            Reply::Json(StatusCode::OK, core),
-        )
-        .check(|b| {
-            assert_eq!(b["metadata"]["labels"], json!({"mfplane.io/lb": "true"}));
-        }),
-        Exchange::new(
-            Method::GET,
-            "/api/v1/pods",
-            Reply::Json(StatusCode::OK, list("PodList", vec![lb_pod])),
-        ),
-        Exchange::new(
-            Method::PATCH,
-            "/apis/mfplane.io/v1alpha1/nodes/lb-1/status",
-            Reply::WithStatus(to_json(&node)),
-        )
-        .check(|b| {
-            assert_eq!(
-                b["status"]["functions"][0],
-                json!({"kind": "lb", "nat": "edge/demo", "pod": "demo-lb-x7", "ready": true})
-            );
-            assert_eq!(b["status"]["summary"], "lb demo-lb-x7 (ready)");
-            assert_eq!(b["status"]["conditions"][0]["status"], "True");
-        }),
-    ]);
-    reconcile_node(Arc::new(node), ctx)
-        .await
-        .expect("reconcile");
+    let mut script = Vec::from(machine_labels("lb-1", json!({"mfplane.io/lb": "true"})));
+    script.push(pods_on_machine(vec![lb_pod]));
+    script.push(node_status(&node, |s| {
+        assert_eq!(
+            s["functions"][0],
+            json!({"kind": "lb", "nat": "edge/demo", "pod": "demo-lb-x7", "ready": true})
+        );
+        assert_eq!(s["summary"], "lb demo-lb-x7 (ready)");
+        assert_eq!(s["conditions"][0]["status"], "True");
+    }));
+    let server = api.run(script);
+    run_node(node, ctx).await;
     let seen = finish(server).await;
     assert!(
         seen[1]
@@ -655,76 +681,36 @@ async fn a_node_labels_its_machine_and_reports_its_functions() {
 #[tokio::test]
 async fn a_node_for_a_missing_machine_is_never_created() {
     let (ctx, api) = Context::test(FakeAdmin::default());
-    let mut node = Node::new(
-        "typo",
-        serde_json::from_value(json!({"role": "worker"})).expect("spec"),
-    );
-    node.metadata.finalizers = Some(vec![NODE_FINALIZER.to_owned()]);
+    let node = node("typo", "worker");
     let server = api.run(vec![
         Exchange::new(Method::GET, "/api/v1/nodes/typo", not_found()),
-        Exchange::new(
-            Method::GET,
-            "/api/v1/pods",
-            Reply::Json(StatusCode::OK, list("PodList", vec![])),
-        ),
-        Exchange::new(
-            Method::PATCH,
-            "/apis/mfplane.io/v1alpha1/nodes/typo/status",
-            Reply::WithStatus(to_json(&node)),
-        )
-        .check(|b| {
-            let c = &b["status"]["conditions"][0];
+        pods_on_machine(vec![]),
+        node_status(&node, |s| {
+            let c = &s["conditions"][0];
             assert_eq!(
                 (c["status"].as_str(), c["reason"].as_str()),
                 (Some("False"), Some("NoSuchNode"))
             );
         }),
     ]);
-    reconcile_node(Arc::new(node), ctx)
-        .await
-        .expect("reconcile");
+    run_node(node, ctx).await;
     finish(server).await;
 }
 
 #[tokio::test]
 async fn deleting_a_node_takes_the_label_off() {
     let (ctx, api) = Context::test(FakeAdmin::default());
-    let mut node = Node::new(
-        "lb-1",
-        serde_json::from_value(json!({"role": "lb"})).expect("spec"),
-    );
-    node.metadata.finalizers = Some(vec![NODE_FINALIZER.to_owned()]);
-    node.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
+    let mut node = node("lb-1", "lb");
+    node.metadata.deletion_timestamp = deleting();
+    // An empty set releases the operator's labels.
+    let mut script = Vec::from(machine_labels("lb-1", json!({})));
+    script.push(Exchange::new(
+        Method::PATCH,
+        "/apis/mfplane.io/v1alpha1/nodes/lb-1",
+        Reply::Json(StatusCode::OK, to_json(&node)),
     ));
-    let core = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "lb-1"}});
-    let server = api.run(vec![
-        Exchange::new(
-            Method::GET,
-            "/api/v1/nodes/lb-1",
-            Reply::Json(StatusCode::OK, core.clone()),
-        ),
-        Exchange::new(
-            Method::PATCH,
-            "/api/v1/nodes/lb-1",
-            Reply::Json(StatusCode::OK, core),
-        )
-        .check(|b| {
-            assert_eq!(
-                b["metadata"]["labels"],
-                json!({}),
-                "an empty set releases the operator's labels"
-            )
-        }),
-        Exchange::new(
-            Method::PATCH,
-            "/apis/mfplane.io/v1alpha1/nodes/lb-1",
-            Reply::Json(StatusCode::OK, to_json(&node)),
-        ),
-    ]);
-    reconcile_node(Arc::new(node), ctx)
-        .await
-        .expect("reconcile");
+    let server = api.run(script);
+    run_node(node, ctx).await;
     finish(server).await;
 }
 
