@@ -12,11 +12,9 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use mfplane_core::BucketId;
+use mfplane_core::{BucketId, Endpoint};
 use mfplane_dataplane::engine::{Engine, EngineConfig, MemTable, Timestamp, Verdict};
-use mfplane_dataplane::wire::{
-    EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
-};
+use mfplane_dataplane::wire::{Ipv4Packet, UdpPacket, build};
 
 const REMOTE: u32 = 0xcb00_7107;
 
@@ -46,38 +44,13 @@ const FRAME_LEN: usize = 60;
 /// A minimum-size Ethernet + IPv4 + UDP frame (60 bytes, 64 on the wire with the
 /// FCS; 18 payload bytes), valid checksums.
 fn udp_frame(src: u32, sport: u16, dst: u32, dport: u16) -> Vec<u8> {
-    let payload = FRAME_LEN - 14 - 20 - 8;
-    let mut f = vec![0u8; 14 + 20 + 8 + payload];
-    let eth = EthernetRepr {
-        src_addr: [2, 0, 0, 0, 0, 1],
-        dst_addr: [2, 0, 0, 0, 0, 2],
-        vlan_tci: None,
-        ethertype: EtherType::Ipv4,
-    };
-    eth.emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: IpProtocol::Udp,
-        payload_len: 8 + payload,
-        ttl: 64,
-        ident: 1,
-        tos: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    };
-    ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]));
-    let mut udp = UdpPacket::new_unchecked(&mut f[34..]);
-    UdpRepr {
-        src_port: sport,
-        dst_port: dport,
-        payload_len: payload,
-    }
-    .emit(&mut udp);
-    udp.payload_mut().fill(0xab);
-    udp.fill_checksum(src, dst);
-    f
+    let payload = [0xab; FRAME_LEN - 14 - 20 - 8];
+    let packet = build::udp_packet(
+        Endpoint::new(src, sport),
+        Endpoint::new(dst, dport),
+        &payload,
+    );
+    build::ipv4_frame([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], &packet)
 }
 
 fn config(n_ips: u32) -> EngineConfig {

@@ -11,11 +11,15 @@
 //! setter of that packet panics. Use `new_checked` on untrusted input; `new_unchecked`
 //! is for buffers the caller has sized itself (emitting).
 //!
+//! [`build`] composes whole packets from the `Repr`s for benches, tests and
+//! simulations.
+//!
 //! The eBPF programs do not use these views (the verifier rejects slice indexing at
 //! variable offsets); they share the header structs and the rewrite in
 //! `mfplane_core` instead, and so does the engine, so the translation itself has one
 //! definition.
 
+pub mod build;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
