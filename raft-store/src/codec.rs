@@ -11,8 +11,9 @@ use crate::state::{ClusterState, StateWire};
 /// The record format this build writes. Bump it when a stored type changes in a way
 /// that positional decoding cannot absorb (see `command` for the compatibility rule).
 ///
-/// History: 1, the first; 2, `ClusterConfig` gained `flow_hash_key`.
-pub const RECORD_FORMAT: u8 = 2;
+/// History: 1, the first; 2, `ClusterConfig` gained `flow_hash_key`; 3, snapshots
+/// carry the buckets' allocation fences.
+pub const RECORD_FORMAT: u8 = 3;
 
 /// Encodes `value` as `[RECORD_FORMAT] ++ postcard(value)`.
 pub(crate) fn encode<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Vec<u8>> {

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use mfplane_core::{BucketBits, BucketId, Endpoint, FlowHashKey, SessionKey, SessionRecord};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,16 @@ pub enum Command {
         owner: NodeId,
         keys: Vec<SessionKey>,
     },
+    /// Moves buckets like `AssignBuckets`, for a failover that does not wait for the
+    /// old owners' leases to run out: each bucket taken from one of `suspects` gets a
+    /// [`Fence`](crate::Fence) of `fence`, so its new owner translates at once but
+    /// allocates in it only after the suspect's lease has surely ended.
+    FailOverBuckets {
+        base_epoch: Epoch,
+        moves: Vec<(BucketId, Option<NodeId>)>,
+        suspects: Vec<NodeId>,
+        fence: Duration,
+    },
 }
 
 impl fmt::Display for Command {
@@ -96,6 +107,16 @@ impl fmt::Display for Command {
             Command::RemoveSessions { owner, keys } => {
                 write!(f, "RemoveSessions(owner={owner}, n={})", keys.len())
             }
+            Command::FailOverBuckets {
+                base_epoch,
+                moves,
+                suspects,
+                fence,
+            } => write!(
+                f,
+                "FailOverBuckets(base_epoch={base_epoch}, moves={}, suspects={suspects:?}, fence={fence:?})",
+                moves.len()
+            ),
         }
     }
 }
@@ -107,7 +128,7 @@ pub enum Response {
     Ok,
     /// `RegisterNode`: the new member's id.
     NodeRegistered(NodeId),
-    /// `AssignBuckets`: the new epoch.
+    /// `AssignBuckets`, `FailOverBuckets`: the new epoch.
     Epoch(Epoch),
     /// `CreateSessions`: how many entries were accepted (identical duplicates count as
     /// accepted) and why the others were refused.

@@ -32,6 +32,7 @@
 //! - [`member`]: `MemberInfo` (openraft's `Node`) and `NodeRecord`.
 //! - [`command`]: `Command`, `Response`, `Rejection`, `ClusterConfig`.
 //! - [`bucket_table`]: the bucket -> owner table.
+//! - [`fence`]: `Fence`, the allocation fence on a bucket taken from a suspected owner.
 //! - [`state`]: `ClusterState` and its apply.
 //! - [`error`]: `Error` and `Result`.
 //! - `codec`: the versioned record encoding (format byte + postcard).
@@ -52,6 +53,7 @@ pub mod bucket_table;
 mod codec;
 pub mod command;
 pub mod error;
+pub mod fence;
 mod flusher;
 pub mod ids;
 pub mod log_store;
@@ -70,6 +72,7 @@ pub use bucket_table::BucketTable;
 pub use codec::RECORD_FORMAT;
 pub use command::{ClusterConfig, Command, Rejection, Response};
 pub use error::{Error, Result};
+pub use fence::Fence;
 pub use ids::{Epoch, InvalidMacAddr, MacAddr, NodeId};
 pub use log_store::{LogReader, LogStore};
 pub use member::{MemberInfo, NodeRecord};

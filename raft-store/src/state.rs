@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use mfplane_core::{BucketBits, BucketId, ExternalKey, SessionKey, SessionRecord};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::applied::Applied;
 use crate::bucket_table::BucketTable;
 use crate::command::{ClusterConfig, Command, Rejection, Response};
+use crate::fence::Fence;
 use crate::ids::{Epoch, NodeId};
 use crate::member::{MemberInfo, NodeRecord};
 use crate::session_index::{Inserted, SessionIndex};
@@ -35,6 +37,8 @@ pub struct ClusterState {
     nodes: BTreeMap<NodeId, NodeRecord>,
     epoch: Epoch,
     buckets: BucketTable,
+    /// Buckets taken from a suspected owner whose fence may not have passed yet.
+    fences: BTreeMap<BucketId, Fence>,
     sessions: SessionIndex,
     // Derived, rebuilt from the above on snapshot install.
     per_bucket: Vec<u32>,
@@ -50,6 +54,7 @@ impl Default for ClusterState {
             nodes: BTreeMap::new(),
             epoch: Epoch::NONE,
             buckets: BucketTable::default(),
+            fences: BTreeMap::new(),
             sessions: SessionIndex::default(),
             per_bucket: Vec::new(),
             external_ips: Vec::new(),
@@ -102,6 +107,13 @@ impl ClusterState {
     /// The bucket -> owner table.
     pub fn buckets(&self) -> &BucketTable {
         &self.buckets
+    }
+
+    /// The allocation fence of `bucket`, if the move that gave it to its owner was a
+    /// failover before the old owner's lease ran out. The fence stays recorded until
+    /// the bucket moves again; its owner counts it from when it first saw it.
+    pub fn fence(&self, bucket: BucketId) -> Option<Fence> {
+        self.fences.get(&bucket).copied()
     }
 
     /// The owner of one bucket.
@@ -185,6 +197,14 @@ impl ClusterState {
         for owner in self.buckets.owners() {
             h.write_u64(owner.map_or(0, |n| n.0.wrapping_add(1)));
         }
+        h.write_u64(self.fences.len() as u64);
+        for (bucket, fence) in &self.fences {
+            h.write_u32(u32::from(bucket.0));
+            h.write_u64(fence.from.0);
+            h.write_u64(fence.since.0);
+            h.write_u64(u64::try_from(fence.length.as_nanos()).unwrap_or(u64::MAX));
+            h.write_u8(u8::from(fence.claimed));
+        }
         h.write_u64(self.sessions.len() as u64);
         h.write_u64(self.sessions_digest);
         h.finish()
@@ -199,7 +219,15 @@ impl ClusterState {
             Command::RegisterNode { info } => self.register(info, events),
             Command::SetDraining { node, draining } => self.set_draining(node, draining, events),
             Command::RetireNode { node } => self.retire(node, events),
-            Command::AssignBuckets { base_epoch, moves } => self.assign(base_epoch, &moves, events),
+            Command::AssignBuckets { base_epoch, moves } => {
+                self.assign(base_epoch, &moves, None, events)
+            }
+            Command::FailOverBuckets {
+                base_epoch,
+                moves,
+                suspects,
+                fence,
+            } => self.assign(base_epoch, &moves, Some((&suspects, fence)), events),
             Command::CreateSessions {
                 owner,
                 epoch: _,
@@ -298,6 +326,7 @@ impl ClusterState {
         &mut self,
         base_epoch: Epoch,
         moves: &[(BucketId, Option<NodeId>)],
+        fence: Option<(&[NodeId], Duration)>,
         events: Option<&mut Vec<Applied>>,
     ) -> Response {
         if self.config.is_none() {
@@ -332,10 +361,27 @@ impl ClusterState {
                 }
             }
         }
-        for (bucket, target) in moves {
-            self.buckets.set(*bucket, *target);
+        let epoch = self.epoch.next();
+        for &(bucket, target) in moves {
+            let from = self.buckets.owner(bucket);
+            self.buckets.set(bucket, target);
+            // Whatever fence the bucket had belonged to its previous move.
+            self.fences.remove(&bucket);
+            if let (Some((suspects, length)), Some(from), Some(_)) = (fence, from, target)
+                && suspects.contains(&from)
+            {
+                self.fences.insert(
+                    bucket,
+                    Fence {
+                        from,
+                        since: epoch,
+                        length,
+                        claimed: false,
+                    },
+                );
+            }
         }
-        self.epoch = self.epoch.next();
+        self.epoch = epoch;
         push(events, Applied::BucketsChanged(self.epoch));
         Response::Epoch(self.epoch)
     }
@@ -394,13 +440,23 @@ impl ClusterState {
             )));
         }
         let current = self.buckets.owner(rec.bucket);
-        if current != Some(owner) {
+        let fence = self.fences.get_mut(&rec.bucket);
+        let is_owner = current == Some(owner);
+        // A suspect keeps committing into the buckets taken from it until their new
+        // owner claims them (see `fence`).
+        let suspect_window = fence
+            .as_ref()
+            .is_some_and(|f| f.from == owner && !f.claimed);
+        if !is_owner && !suspect_window {
             return Err(Rejection::NotOwner {
                 bucket: rec.bucket,
                 owner: current,
             });
         }
         let inserted = self.sessions.try_insert(rec)?;
+        if is_owner && let Some(f) = fence {
+            f.claimed = true;
+        }
         if inserted == Inserted::New {
             self.count_session(&rec);
         }
@@ -548,6 +604,7 @@ pub(crate) struct StateWire {
     nodes: Vec<(NodeId, NodeRecord)>,
     epoch: Epoch,
     buckets: BucketTable,
+    fences: Vec<(BucketId, Fence)>,
     sessions: Vec<SessionRecord>,
 }
 
@@ -561,6 +618,7 @@ impl StateWire {
             nodes: state.nodes.iter().map(|(k, v)| (*k, v.clone())).collect(),
             epoch: state.epoch,
             buckets: state.buckets.clone(),
+            fences: state.fences.iter().map(|(b, f)| (*b, *f)).collect(),
             sessions: state.sessions.iter().copied().collect(),
         }
     }
@@ -585,7 +643,11 @@ impl StateWire {
             }
         }
         let Some(config) = self.config else {
-            if !self.buckets.is_empty() || !self.sessions.is_empty() || self.epoch != Epoch::NONE {
+            if !self.buckets.is_empty()
+                || !self.sessions.is_empty()
+                || !self.fences.is_empty()
+                || self.epoch != Epoch::NONE
+            {
                 return Err("buckets or sessions without a configuration".into());
             }
             return Ok(st);
@@ -606,6 +668,20 @@ impl StateWire {
             return Err(format!(
                 "bucket {bucket} is owned by {owner}, which is not a live member"
             ));
+        }
+        for (bucket, fence) in self.fences {
+            if self.buckets.owner(bucket).is_none() {
+                return Err(format!("bucket {bucket} is fenced but has no owner"));
+            }
+            if fence.since > self.epoch {
+                return Err(format!(
+                    "bucket {bucket} is fenced since epoch {}, after the table's epoch {}",
+                    fence.since, self.epoch
+                ));
+            }
+            if st.fences.insert(bucket, fence).is_some() {
+                return Err(format!("bucket {bucket} is fenced twice"));
+            }
         }
         st.buckets = self.buckets;
         st.install_config(config);

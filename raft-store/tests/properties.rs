@@ -66,6 +66,16 @@ fn arb_command() -> impl Strategy<Value = Command> {
                     .map(|(b, n)| (BucketId(b), n.map(NodeId)))
                     .collect(),
             }),
+        1 => (0u64..4, prop::collection::vec((0u16..18, prop::option::of(0u64..5)), 0..6), prop::collection::vec(0u64..5, 0..3), 0u64..5000)
+            .prop_map(|(base, moves, suspects, fence_ms)| Command::FailOverBuckets {
+                base_epoch: Epoch(base),
+                moves: moves
+                    .into_iter()
+                    .map(|(b, n)| (BucketId(b), n.map(NodeId)))
+                    .collect(),
+                suspects: suspects.into_iter().map(NodeId).collect(),
+                fence: std::time::Duration::from_millis(fence_ms),
+            }),
         1 => (0u8..4).prop_map(|i| Command::RegisterNode {
             info: member(&format!("n{i}")),
         }),

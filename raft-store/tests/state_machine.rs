@@ -7,12 +7,13 @@ mod common;
 
 use std::io::Cursor;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use common::*;
 use futures::stream;
 use mfplane_core::{BucketId, Endpoint, Proto};
 use mfplane_raft_store::{
-    Applied, ClusterState, Command, Epoch, MemoryBackend, NodeId, Rejection, Response,
+    Applied, ClusterState, Command, Epoch, Fence, MemoryBackend, NodeId, Rejection, Response,
     StateMachineStore, TypeConfig, typ,
 };
 use openraft::entry::RaftEntry;
@@ -420,6 +421,107 @@ fn the_new_owner_takes_over_after_a_move_and_the_old_one_cannot_allocate() {
 }
 
 #[test]
+fn a_failover_fences_only_the_buckets_it_takes_from_a_suspect() {
+    let mut st = setup(4); // n1 owns the even buckets, n2 the odd ones
+    apply(&mut st, Command::RegisterNode { info: member("n3") });
+    let fence = Duration::from_millis(2500);
+    let r = apply(
+        &mut st,
+        Command::FailOverBuckets {
+            base_epoch: Epoch(1),
+            moves: vec![
+                (BucketId(0), Some(NodeId(2))), // from n1, the suspect: fenced
+                (BucketId(1), Some(NodeId(3))), // from n2, not suspected: free
+                (BucketId(2), None),            // from n1 to nobody: nothing to fence
+            ],
+            suspects: vec![NodeId(1)],
+            fence,
+        },
+    );
+    assert_eq!(r, Response::Epoch(Epoch(2)));
+    assert_eq!(
+        st.fence(BucketId(0)),
+        Some(Fence {
+            from: NodeId(1),
+            since: Epoch(2),
+            length: fence,
+            claimed: false,
+        })
+    );
+    assert_eq!(st.fence(BucketId(1)), None);
+    assert_eq!(st.fence(BucketId(2)), None);
+    assert_eq!(st.owner_of(BucketId(0)), Some(NodeId(2)));
+    st.check_consistency().unwrap();
+
+    // Until the new owner claims the bucket, the suspect's sessions in it still commit
+    // (it may have been alive, and the new owner is not allocating behind the fence);
+    // nobody else's do.
+    let from_suspect = session(4, 1, 1, EXT_A, 2048); // bucket 0
+    let accepted = Response::Sessions {
+        accepted: 1,
+        rejected: vec![],
+    };
+    assert_eq!(apply(&mut st, create(1, vec![from_suspect])), accepted);
+    let from_bystander = session(4, 2, 2, EXT_A, 2064); // bucket 0
+    assert!(matches!(
+        apply(&mut st, create(3, vec![from_bystander])),
+        Response::Sessions { accepted: 0, .. }
+    ));
+    // The new owner's first session claims it; then the suspect is refused.
+    let from_owner = session(4, 3, 3, EXT_A, 2080); // bucket 0
+    assert_eq!(apply(&mut st, create(2, vec![from_owner])), accepted);
+    assert!(st.fence(BucketId(0)).is_some_and(|f| f.claimed));
+    let late = session(4, 4, 4, EXT_A, 2096); // bucket 0
+    assert_eq!(
+        apply(&mut st, create(1, vec![late])),
+        Response::Sessions {
+            accepted: 0,
+            rejected: vec![(
+                late.key,
+                Rejection::NotOwner {
+                    bucket: BucketId(0),
+                    owner: Some(NodeId(2))
+                }
+            )]
+        }
+    );
+    // The suspect cannot expire what it committed there: only the owner removes.
+    assert!(matches!(
+        apply(
+            &mut st,
+            Command::RemoveSessions {
+                owner: NodeId(1),
+                keys: vec![from_suspect.key],
+            }
+        ),
+        Response::SessionsRemoved { removed: 0, .. }
+    ));
+    st.check_consistency().unwrap();
+
+    // A refused failover changes nothing; the next move of a bucket lifts its fence.
+    let stale = Command::FailOverBuckets {
+        base_epoch: Epoch(1),
+        moves: vec![(BucketId(4), Some(NodeId(2)))],
+        suspects: vec![NodeId(1)],
+        fence,
+    };
+    assert!(matches!(
+        rejected(apply(&mut st, stale)),
+        Rejection::StaleEpoch { .. }
+    ));
+    let h = st.state_hash();
+    apply(
+        &mut st,
+        Command::AssignBuckets {
+            base_epoch: Epoch(2),
+            moves: vec![(BucketId(0), Some(NodeId(3)))],
+        },
+    );
+    assert_eq!(st.fence(BucketId(0)), None);
+    assert_ne!(st.state_hash(), h);
+}
+
+#[test]
 fn paging_walks_sessions_in_key_order() {
     let mut st = setup(4);
     let sessions: Vec<_> = (0..10u16)
@@ -466,6 +568,12 @@ fn sample_log() -> Vec<Command> {
     log.push(Command::AssignBuckets {
         base_epoch: Epoch(1),
         moves: vec![(BucketId(7), Some(NodeId(3)))],
+    });
+    log.push(Command::FailOverBuckets {
+        base_epoch: Epoch(2),
+        moves: vec![(BucketId(9), Some(NodeId(3)))],
+        suspects: vec![NodeId(2)],
+        fence: Duration::from_millis(700),
     });
     log.push(Command::SetDraining {
         node: NodeId(2),
@@ -527,9 +635,14 @@ fn snapshot_round_trips() {
     for c in sample_log() {
         st.apply(c, None);
     }
+    assert!(
+        st.fence(BucketId(9)).is_some(),
+        "the sample log fences a bucket"
+    );
     let bytes = st.to_bytes().unwrap();
     let back = ClusterState::from_bytes(&bytes).unwrap();
     assert_eq!(back, st);
+    assert_eq!(back.fence(BucketId(9)), st.fence(BucketId(9)));
     assert_eq!(back.state_hash(), st.state_hash());
 
     // Damaged snapshots are errors, never a wrong state or a panic.
