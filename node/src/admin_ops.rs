@@ -97,7 +97,7 @@ pub async fn drain(member: &Arc<Member>, id: NodeId) -> Result<Epoch> {
 
 async fn drain_locked(member: &Arc<Member>, id: NodeId) -> Result<Epoch> {
     let owned = member.state().buckets().count_owned_by(id);
-    let (mut takers, _) = controller::eligible(member);
+    let mut takers = controller::eligible(member).ok;
     takers.remove(&id);
     if owned > 0 && takers.is_empty() {
         // Refuse before marking it draining: a refused request changes nothing.

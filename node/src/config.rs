@@ -106,10 +106,17 @@ pub struct Args {
     #[arg(long, env = "MFPLANE_BATCH_DELAY", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub batch_delay: Option<Duration>,
-    /// Raft heartbeat interval; elections time out after 3-6 heartbeats.
+    /// Raft heartbeat interval; elections time out after 4-8 heartbeats.
     #[arg(long, env = "MFPLANE_HEARTBEAT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub heartbeat: Option<Duration>,
+    /// How long the leader goes without any acknowledgement from a bucket owner before
+    /// it suspects it and moves its buckets at once, fenced, instead of waiting out its
+    /// lease. Default: 3 heartbeats. A value of lease + margin or more turns early
+    /// failover off.
+    #[arg(long, env = "MFPLANE_SUSPECT_AFTER", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub suspect_after: Option<Duration>,
     /// Timeout of one RPC to another member (connects, forwards, admin calls).
     #[arg(long, env = "MFPLANE_RPC_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
@@ -235,6 +242,9 @@ pub struct Timing {
     pub batch_max: usize,
     pub batch_delay: Duration,
     pub heartbeat: Duration,
+    /// Silence after which the leader fails an owner over without waiting for its
+    /// lease (see [`crate::controller`]).
+    pub suspect_after: Duration,
     pub rpc_timeout: Duration,
 }
 
@@ -246,6 +256,7 @@ impl Default for Timing {
             batch_max: 1024,
             batch_delay: Duration::from_millis(1),
             heartbeat: Duration::from_millis(100),
+            suspect_after: Duration::from_millis(300),
             rpc_timeout: Duration::from_secs(2),
         }
     }
@@ -273,6 +284,16 @@ impl Timing {
                     "{:?} must be at least 6 heartbeats ({:?}) so an owner can renew it through a leader election",
                     self.lease,
                     self.heartbeat * 6
+                ),
+            );
+        }
+        if self.suspect_after < self.heartbeat * 2 {
+            return bad(
+                "--suspect-after",
+                format!(
+                    "{:?} is shorter than 2 heartbeats ({:?}): live owners would be suspected between heartbeats; use at least 3 heartbeats",
+                    self.suspect_after,
+                    self.heartbeat * 2
                 ),
             );
         }
@@ -335,6 +356,7 @@ impl Args {
             batch_max: self.batch_max.or(file.batch_max),
             batch_delay: self.batch_delay.or(file.batch_delay),
             heartbeat: self.heartbeat.or(file.heartbeat),
+            suspect_after: self.suspect_after.or(file.suspect_after),
             rpc_timeout: self.rpc_timeout.or(file.rpc_timeout),
             data_interface: self.data_interface.or(file.data_interface),
             next_hop_mac: self.next_hop_mac.or(file.next_hop_mac),
@@ -474,12 +496,14 @@ impl Args {
             }
         };
         let d = Timing::default();
+        let heartbeat = self.heartbeat.unwrap_or(d.heartbeat);
         let timing = Timing {
             lease: self.lease.unwrap_or(d.lease),
             lease_margin: self.lease_margin.unwrap_or(d.lease_margin),
             batch_max: self.batch_max.unwrap_or(d.batch_max),
             batch_delay: self.batch_delay.unwrap_or(d.batch_delay),
-            heartbeat: self.heartbeat.unwrap_or(d.heartbeat),
+            heartbeat,
+            suspect_after: self.suspect_after.unwrap_or(heartbeat * 3),
             rpc_timeout: self.rpc_timeout.unwrap_or(d.rpc_timeout),
         };
         timing.validate()?;
@@ -745,6 +769,16 @@ mod tests {
             "--init"
         );
         assert_eq!(flag_of(args(&["--lease", "100ms"]).validate(1)), "--lease");
+        assert_eq!(
+            flag_of(args(&["--heartbeat", "50ms", "--suspect-after", "90ms"]).validate(1)),
+            "--suspect-after"
+        );
+        let c = args(&["--heartbeat", "50ms"]).validate(1).unwrap();
+        assert_eq!(
+            c.timing.suspect_after,
+            Duration::from_millis(150),
+            "3 heartbeats by default"
+        );
         let mut a = args(&[]);
         a.name = Some("bad name".into());
         assert_eq!(flag_of(a.validate(1)), "--name");

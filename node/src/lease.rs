@@ -1,7 +1,9 @@
-//! Bucket leases: an owner allocates only while it holds one, and the leader moves an
-//! unreachable owner's buckets only after that lease has surely expired, so a
-//! partitioned old owner can never allocate in a bucket someone else now owns
-//! (DESIGN §2.3).
+//! Bucket leases: an owner allocates only while it holds one. The leader moves the
+//! buckets of an owner that fell silent at once, but fenced: their new owners allocate
+//! in them only once lease + margin has passed (see `mfplane_raft_store::fence`); and it
+//! moves a lapsed owner's buckets unfenced only after its lease has surely expired.
+//! Either way a partitioned old owner never allocates in a bucket at the same time as
+//! its new owner (DESIGN §2.3).
 //!
 //! # How a lease is renewed, and why this way
 //! A follower renews by asking the leader (`ForwardRequest::RenewLease`) and, on an
@@ -30,6 +32,8 @@ use std::time::Duration;
 use mfplane_raft_store::{Epoch, NodeId};
 use serde::Serialize;
 use tokio::time::Instant;
+
+use crate::config::Timing;
 
 /// The leader's record of when each member last renewed its lease.
 #[derive(Debug, Default)]
@@ -60,6 +64,9 @@ pub struct Failover {
     /// Epoch the moves were proposed on top of.
     pub base_epoch: Epoch,
     pub term: u64,
+    /// Whether the owner was only suspected (silent, its lease possibly still running):
+    /// then its buckets moved at once, behind an allocation fence of lease + margin.
+    pub fenced: bool,
 }
 
 /// One member's lease as the leader sees it.
@@ -81,6 +88,11 @@ impl LeaseTable {
             l.term_start = Some(now);
             l.last_renew.clear();
         }
+    }
+
+    /// When this member's current term as leader began, as far as the leases go.
+    pub fn term_started(&self) -> Option<Instant> {
+        self.lock().term_start
     }
 
     /// Records a renewal received from `node` at `now`.
@@ -113,15 +125,16 @@ impl LeaseTable {
         }
     }
 
-    /// Records that `buckets` of `node` are being moved because its lease expired.
+    /// Records that `buckets` of `node` are being moved because its lease expired, or,
+    /// when `fenced`, because it fell silent.
     pub fn record_failover(
         &self,
         node: NodeId,
         buckets: usize,
         base_epoch: Epoch,
         now: Instant,
-        lease: Duration,
-        margin: Duration,
+        timing: &Timing,
+        fenced: bool,
     ) {
         let mut l = self.lock();
         let since = Self::last_contact(&l, node)
@@ -132,10 +145,11 @@ impl LeaseTable {
             node,
             buckets,
             since_last_renew_ms: millis(since),
-            lease_ms: millis(lease),
-            margin_ms: millis(margin),
+            lease_ms: millis(timing.lease),
+            margin_ms: millis(timing.lease_margin),
             base_epoch,
             term,
+            fenced,
         });
     }
 
@@ -187,8 +201,12 @@ struct Grant {
 }
 
 impl OwnLease {
-    /// Records a renewal answered by the leader for a request sent at `sent_at`.
-    pub fn grant(&self, sent_at: Instant, lease: Duration, min_epoch: Epoch) {
+    /// Records a renewal answered by the leader for a request sent at `sent_at`. The
+    /// lease lasts the shorter of this member's setting (`own`) and the leader's
+    /// (`leader`): members configured differently must not hold a lease longer than
+    /// the one the leader waits out and fences for.
+    pub fn grant(&self, sent_at: Instant, own: Duration, leader: Duration, min_epoch: Epoch) {
+        let lease = own.min(leader);
         let lease = match self.overlong.load(Ordering::Relaxed) {
             0 => lease,
             factor => lease * factor,
@@ -258,14 +276,14 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn owner_lease_ends_before_the_leader_moves_anything() {
+    async fn owner_lease_ends_before_the_leader_moves_anything_even_if_configured_longer() {
         let (leader, owner) = (LeaseTable::default(), OwnLease::default());
         leader.begin_term(1, Instant::now());
         let sent = Instant::now();
         tokio::time::advance(Duration::from_millis(30)).await; // request in flight
         leader.renew(NodeId(2), Instant::now());
         tokio::time::advance(Duration::from_millis(30)).await; // reply in flight
-        owner.grant(sent, LEASE, Epoch(3));
+        owner.grant(sent, LEASE * 2, LEASE, Epoch(3)); // configured longer than the leader
         assert!(
             owner.remaining(Instant::now(), Epoch(2)).is_none(),
             "lagging owner: no lease"

@@ -22,6 +22,7 @@
 //!   pure balanced, minimal-movement assignment.
 //! - [`admin_ops`]: join, promote, drain, remove, transfer as the leader runs them.
 //! - [`lease`]: bucket leases (owner side and leader side).
+//! - [`fences`]: this member's clock on the allocation fences of buckets it took over.
 //! - [`proposer`]: `SessionProposer`, group commit of session batches.
 //! - [`synthetic`]: synthetic session load through the real proposer (tests, bench).
 //! - [`metrics`]: Prometheus series. [`http`]: health, readiness, metrics endpoints.
@@ -37,6 +38,7 @@ pub mod controller;
 pub mod ctl;
 pub mod datapath;
 pub mod error;
+pub mod fences;
 pub mod grpc;
 pub mod http;
 pub mod lab;

@@ -61,6 +61,8 @@ pub struct FailoverRecord {
     pub since_last_renew_ms: u64,
     pub lease_ms: u64,
     pub margin_ms: u64,
+    /// Moved at once because it fell silent, behind a fence of lease + margin.
+    pub fenced: bool,
 }
 
 /// Processes of one cluster; killed on drop.

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
+use crate::fences::{Allocatable, FenceClock};
 use crate::lease::{LeaseTable, OwnLease};
 use crate::network::{Channels, ForwardReply, ForwardRequest, forward};
 use crate::store::{self, Raft, StateMachineStore};
@@ -30,6 +31,8 @@ pub struct Member {
     pub leases: LeaseTable,
     /// This member's own bucket lease.
     pub own_lease: OwnLease,
+    /// When the fences on buckets this member took over from a suspect end.
+    pub fences: FenceClock,
     /// Serializes cluster changes (membership, bucket moves, drains) made by this
     /// member: openraft allows concurrent membership changes but they may interleave
     /// into a joint configuration, and two bucket proposals on one epoch would make the
@@ -144,6 +147,19 @@ impl Member {
         self.own_lease.remaining(now, self.applied_epoch())
     }
 
+    /// The buckets this member may open sessions in now: owned, not fenced, and only
+    /// while it holds its lease (none without one).
+    pub fn allocatable(&self) -> Allocatable {
+        let lease = self.lease_valid();
+        let state = self.state();
+        let mut a = self.fences.allocatable(&state, self.id, Instant::now());
+        if !lease {
+            a.fenced.clear();
+            a.buckets.clear();
+        }
+        a
+    }
+
     /// Proposes `cmd` through Raft and waits until it has been applied, on the leader:
     /// locally when this member leads, otherwise forwarded to the leader.
     ///
@@ -204,6 +220,7 @@ impl Member {
                 Ok(ForwardReply::Lease {
                     epoch: self.applied_epoch(),
                     term: m.current_term,
+                    lease: self.config.timing.lease,
                 })
             }
         }
@@ -252,8 +269,9 @@ impl Member {
             timing.rpc_timeout.min(timing.renew_interval()),
         )
         .await?;
-        if let ForwardReply::Lease { epoch, .. } = reply {
-            self.own_lease.grant(sent, self.config.timing.lease, epoch);
+        if let ForwardReply::Lease { epoch, lease, .. } = reply {
+            self.own_lease
+                .grant(sent, self.config.timing.lease, lease, epoch);
         }
         Ok(())
     }

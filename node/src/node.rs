@@ -251,6 +251,7 @@ impl Core {
             channels: self.channels.clone(),
             leases: LeaseTable::default(),
             own_lease: OwnLease::default(),
+            fences: crate::fences::FenceClock::default(),
             change_lock: tokio::sync::Mutex::new(()),
         });
         let proposer = SessionProposer::start(member.clone());

@@ -1,6 +1,6 @@
 //! Synthetic sessions, for tests, demos and the benchmark: allocated the way the data
-//! path allocates (a free external endpoint in a bucket this member owns, only while it
-//! holds a lease) and proposed through the real [`SessionProposer`], by many concurrent
+//! path allocates (a free external endpoint in a bucket this member owns and may allocate
+//! in, only while it holds a lease) and proposed through the real [`SessionProposer`], by many concurrent
 //! callers so that group commit forms real batches.
 //!
 //! Served on the HTTP port only with `--debug-synthetic-load`.
@@ -96,7 +96,10 @@ impl Allocator {
             .iter()
             .map(|ip| u32::from(*ip))
             .collect();
-        let owned: Vec<BucketId> = state.buckets().owned_by(member.id).collect();
+        let owned = member
+            .fences
+            .allocatable(&state, member.id, Instant::now())
+            .buckets;
         if owned.is_empty() || ips.is_empty() {
             return None;
         }

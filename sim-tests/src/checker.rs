@@ -8,8 +8,8 @@
 //! 2. **No double allocation.** In every member's applied state each external
 //!    endpoint belongs to one key; no engine holds, for a committed session or in a
 //!    bucket its member owns in the newest table, a mapping that disagrees with the
-//!    committed one; and no member allocates in a bucket after the newest table gave
-//!    it to another member (the lease rule that makes this hold).
+//!    committed one; and no two members allocate in one bucket at the same time (the
+//!    rule that leases and failover fences make hold).
 //! 3. **Convergence.** After a fault, every bucket has a running owner that holds its
 //!    lease, the LB steers by the newest epoch and every flow committed before the
 //!    fault answers again, within the failover budget; the time it took is recorded.
@@ -19,18 +19,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use mfplane_core::{Endpoint, SessionKey};
+use mfplane_core::{BucketId, Endpoint, SessionKey};
 use mfplane_dataplane::engine::Origin;
-use mfplane_raft_store::NodeId;
+use mfplane_raft_store::{ClusterState, Epoch, NodeId};
 
-use crate::worker::CLOCK_BASE_MS;
 use crate::world::{WorkerLive, World, lock};
 
-/// A planned move (rebalance, drain) reaches the old owner by replication a few
-/// milliseconds after it commits, and the old owner may allocate in that window (the
-/// state machine then refuses its proposal). The lease rule is checked only for
-/// allocations later than this after the checker saw the move.
-const LEASE_RULE_SLACK_MS: u64 = 250;
+/// Two members may both allocate in a bucket for a moment when it moves in a planned
+/// way (no fence): each starts or stops when it applies the move, a few milliseconds
+/// apart. An overlap longer than this is a violation, unless the extra allocators have
+/// not applied the move yet: a lagging old owner may allocate until it learns of the
+/// move, and the state machine refuses what it proposes meanwhile. In a fenced bucket
+/// no overlap is tolerated at all.
+const OVERLAP_SLACK_MS: u64 = 250;
 
 #[derive(Debug, Clone, Copy)]
 struct Committed {
@@ -64,9 +65,8 @@ pub struct Checker {
     committed: BTreeMap<SessionKey, Committed>,
     /// Per flow, how many of its recorded mappings were already checked.
     mappings_checked: Vec<usize>,
-    /// Per bucket, the owner in the newest table seen and since when (ms).
-    owner_since: Vec<(Option<NodeId>, u64)>,
-    newest_epoch: u64,
+    /// Per bucket, since when (ms) more than one member has been allocating in it.
+    overlap_since: BTreeMap<BucketId, u64>,
     recovering: Vec<Recovery>,
     pub recovered: Vec<Recovered>,
     pub violations: Vec<String>,
@@ -88,6 +88,55 @@ pub struct Live {
 }
 
 impl Checker {
+    /// No two members allocate in one bucket at the same time for longer than
+    /// [`OVERLAP_SLACK_MS`], except while a planned move has not reached the extra
+    /// allocators yet. A failover's fence (and before it, the lease) must keep the
+    /// new owner out until the old one has stopped, even when the old one is alive
+    /// behind a partition.
+    fn check_allocators(
+        &mut self,
+        live: &[Live],
+        newest: &ClusterState,
+        now_ms: u64,
+        found: &mut Vec<String>,
+    ) {
+        let mut allocators: BTreeMap<BucketId, Vec<(usize, Epoch)>> = BTreeMap::new();
+        for l in live {
+            let applied = l.worker.member.applied_epoch();
+            let nat = lock(&l.worker.nat);
+            for (bucket, _) in newest.buckets().iter() {
+                if nat.allocates_in(bucket) {
+                    allocators
+                        .entry(bucket)
+                        .or_default()
+                        .push((l.index, applied));
+                }
+            }
+        }
+        let mut overlaps = BTreeMap::new();
+        for (bucket, who) in allocators.into_iter().filter(|(_, w)| w.len() > 1) {
+            let since = self.overlap_since.get(&bucket).copied().unwrap_or(now_ms);
+            overlaps.insert(bucket, since);
+            // A fence exists to rule out any overlap: none is tolerated in a fenced
+            // bucket, not even for a moment.
+            let fenced = newest.fence(bucket).is_some();
+            let current = who.iter().filter(|(_, e)| *e >= newest.epoch()).count();
+            let planned_lag = !fenced && current <= 1;
+            if fenced || (now_ms > since + OVERLAP_SLACK_MS && !planned_lag) {
+                found.push(format!(
+                    "double allocation: members {:?} (applied epochs {:?}) all allocate in bucket {} since t={since}ms; the newest table (epoch {}) gives it to {:?}, fence {:?}",
+                    who.iter().map(|(i, _)| format!("n{i}")).collect::<Vec<_>>(),
+                    who.iter().map(|(_, e)| e.0).collect::<Vec<_>>(),
+                    bucket.0,
+                    newest.epoch(),
+                    newest.owner_of(bucket),
+                    newest.fence(bucket),
+                ));
+            }
+        }
+        self.overlap_since = overlaps;
+    }
+
     fn violation(&mut self, now_ms: u64, msg: String) {
         if self.violations.len() < 50 {
             self.violations.push(format!("t={now_ms}ms: {msg}"));
@@ -192,19 +241,9 @@ impl Checker {
             state.state_hash()
         ));
 
-        // Bucket history (for the lease rule and convergence).
+        // The newest bucket table (for the allocation rule and convergence).
         let epoch = state.epoch().0;
         let owners: Vec<Option<NodeId>> = state.buckets().owners().to_vec();
-        if self.owner_since.len() != owners.len() {
-            self.owner_since = owners.iter().map(|o| (*o, now_ms)).collect();
-        } else if epoch > self.newest_epoch {
-            for (b, o) in owners.iter().enumerate() {
-                if self.owner_since[b].0 != *o {
-                    self.owner_since[b] = (*o, now_ms);
-                }
-            }
-        }
-        self.newest_epoch = self.newest_epoch.max(epoch);
 
         // 1. Commitments of the generator's flows.
         let traffic = lock(&world.traffic).clone();
@@ -339,23 +378,8 @@ impl Checker {
                 }
             }
         }
-        // The lease rule: no allocation after the bucket went to someone else. Every
-        // allocation is checked, also one the data path withdrew again at once.
-        for (i, slot) in lock(&world.workers).iter() {
-            for (me, rec) in std::mem::take(&mut *lock(&slot.allocated)) {
-                let created = rec.created_ms.saturating_sub(CLOCK_BASE_MS);
-                if state.session(&rec.key) != Some(&rec)
-                    && let Some(&(Some(o), since)) = self.owner_since.get(usize::from(rec.bucket.0))
-                    && o != me
-                    && created > since + LEASE_RULE_SLACK_MS
-                {
-                    found.push(format!(
-                        "lease violated: n{i} allocated {:?} -> {:?} at t={created}ms in bucket {} which n{} owns since t={since}ms",
-                        rec.key, rec.external, rec.bucket.0, o.0
-                    ));
-                }
-            }
-        }
+        // The allocation rule: no two members allocate in one bucket at once.
+        self.check_allocators(live, &state, now_ms, &mut found);
         drop(state);
         for m in found.into_iter().take(5) {
             self.violation(now_ms, m);

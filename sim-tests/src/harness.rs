@@ -152,6 +152,7 @@ impl<'a> Harness<'a> {
         // others wait.
         let bug = match self.cfg.bug {
             Bug::LeaseMismatch if i != 3 => Bug::None,
+            Bug::NoFence if i == 3 => Bug::None,
             bug => bug,
         };
         let spec = WorkerSpec {

@@ -66,8 +66,8 @@ fn pick<T: Copy>(what: &str, v: Option<T>) -> Result<T, String> {
 }
 
 /// (1) Failover drill: crash the worker that owns the most sessions. The leader is
-/// left out (its crash is scenario 2), so this measures a pure owner failover: lease
-/// expiry, then the move of its buckets.
+/// left out (its crash is scenario 2), so this measures a pure owner failover: the
+/// leader notices the silence, then moves its buckets (fenced).
 pub fn failover(seed: u64, scale: Scale) -> Report {
     let run = || -> Run {
         let mut h = boot(seed, scale, Bug::None)?;
@@ -197,8 +197,9 @@ fn partitions_run(seed: u64, scale: Scale, bug: Bug, only_minority: bool) -> Run
         h.settle()?;
     }
     // (c) An owner, the LB and the traffic lose the majority: the LB keeps steering
-    // by its last table, so only the owner's buckets work until the heal; the owner
-    // must stop allocating when its lease lapses, before the majority moves them.
+    // by its last table, so only the owner's buckets work until the heal. The majority
+    // moves the owner's buckets as soon as it falls silent, fenced: the owner must stop
+    // allocating when its lease lapses, before the new owners' fence ends.
     let o = 3;
     let a = vec![net::worker(o), LB.to_string(), TRAFFIC.to_string()];
     let b = others(&h, &[o]);

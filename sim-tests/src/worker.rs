@@ -28,13 +28,12 @@ use mfplane_node::datapath::nat_worker::InjectedFault;
 use mfplane_node::datapath::packet_loop::{self, Decided};
 use mfplane_node::datapath::{NatWorker, WorkerOptions};
 use mfplane_node::{Node, NodeConfig, SessionProposer, Storage};
-use mfplane_raft_store::NodeId;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use crate::net::{self, DATA_PORT, TRAFFIC};
 use crate::packet::{Burst, frames};
-use crate::world::{Bug, WorkerLive, WorkerSlot, World, lock};
+use crate::world::{Bug, WorkerLive, World, lock};
 
 /// The cluster's external IPs (TEST-NET-2).
 pub const EXTERNAL_IPS: [Ipv4Addr; 2] = [
@@ -173,6 +172,7 @@ pub async fn run(spec: WorkerSpec, world: Arc<World>) -> turmoil::Result {
     let opts = WorkerOptions {
         fault: match spec.bug {
             Bug::NoResyncOnBoot => InjectedFault::SkipImportAtStart,
+            Bug::NoFence => InjectedFault::IgnoreFences,
             Bug::None | Bug::LeaseMismatch => InjectedFault::None,
         },
         ..WorkerOptions::default()
@@ -184,12 +184,10 @@ pub async fn run(spec: WorkerSpec, world: Arc<World>) -> turmoil::Result {
     let sock = turmoil::net::UdpSocket::bind(("0.0.0.0", DATA_PORT)).await?;
     let (decided_tx, mut decided_rx) = mpsc::unbounded_channel::<Decided>();
     let datapath = DataPath {
-        me: member.id,
         retry_for: member.config.timing.lease,
         nat: nat.clone(),
         proposer: proposer.clone(),
         decided: decided_tx,
-        slot: slot.clone(),
     };
     *lock(&slot.live) = Some(WorkerLive {
         member,
@@ -234,19 +232,16 @@ pub async fn run(spec: WorkerSpec, world: Arc<World>) -> turmoil::Result {
 
 /// What the packet branch of the loop needs.
 struct DataPath {
-    me: NodeId,
     /// How long an unanswered proposal is retried (the lease, as in the daemon).
     retry_for: Duration,
     nat: Arc<Mutex<NatWorker>>,
     proposer: SessionProposer,
     decided: mpsc::UnboundedSender<Decided>,
-    /// Where allocations are logged for the checker.
-    slot: Arc<WorkerSlot>,
 }
 
 impl DataPath {
     /// Translates one burst as the daemon's loop translates frames: every new session
-    /// is proposed (and logged for the checker), and whatever was translated goes back
+    /// is proposed, and whatever was translated goes back
     /// to the traffic generator.
     fn process(&self, datagram: &[u8]) -> Vec<u8> {
         let now = now();
@@ -257,7 +252,6 @@ impl DataPath {
             let verdict = w.process_ipv4(&mut f, now);
             let created = w.take_created();
             if !created.is_empty() {
-                lock(&self.slot.allocated).extend(created.iter().map(|r| (self.me, *r)));
                 packet_loop::propose(
                     &self.proposer,
                     created,

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use mfplane_core::{Endpoint, SessionKey, SessionRecord};
+use mfplane_core::{Endpoint, SessionKey};
 use mfplane_node::datapath::NatWorker;
 use mfplane_node::member::Member;
-use mfplane_raft_store::{MemoryBackend, NodeId};
+use mfplane_raft_store::MemoryBackend;
 
 /// Locks, ignoring poisoning: a panicking host fails the simulation anyway, and the
 /// checker must still be able to print what it saw.
@@ -29,6 +29,10 @@ pub enum Bug {
     /// first, so it allocates anew for flows that already have a mapping (the data
     /// path's hidden `InjectedFault::SkipImportAtStart`).
     NoResyncOnBoot,
+    /// The members that take over a suspect's buckets allocate in them at once,
+    /// ignoring the failover fence, while the suspect may still hold its lease (the
+    /// data path's hidden `InjectedFault::IgnoreFences`, on every member but n3).
+    NoFence,
 }
 
 /// One worker's slot: its storage (survives crashes) and, while it runs, its member
@@ -38,10 +42,6 @@ pub struct WorkerSlot {
     /// The member's persistent storage, kept outside the host so `bounce` finds it.
     pub backend: MemoryBackend,
     pub live: Mutex<Option<WorkerLive>>,
-    /// Every session the data path allocated (by which member) since the checker last
-    /// took them: the lease rule is checked on each allocation, however briefly it
-    /// lived in the engine.
-    pub allocated: Mutex<Vec<(NodeId, SessionRecord)>>,
     /// Completed boots, for traces.
     pub boots: Mutex<u32>,
 }

@@ -128,8 +128,10 @@ fn same_seed_same_trace_in_another_process() {
     assert_eq!(child, line, "seed 7 gave another trace in another process");
 }
 
-#[test]
-fn checker_catches_buckets_moved_before_the_lease_expired() {
+/// Runs scenario 4's minority partition on seeds 1-3 with `bug` switched on and
+/// asserts that the checker reports two members allocating in one bucket at once;
+/// the same seeds without the bug must report nothing.
+fn assert_double_allocation_caught(bug: Bug, what: &str) {
     for seed in 1..=3 {
         let fine = scenario::minority_with_lb(seed, Scale { flows: 600 }, Bug::None);
         assert!(
@@ -137,13 +139,25 @@ fn checker_catches_buckets_moved_before_the_lease_expired() {
             "seed {seed} without the bug: {:?}",
             fine.violations
         );
-        let bad = scenario::minority_with_lb(seed, Scale { flows: 600 }, Bug::LeaseMismatch);
+        let bad = scenario::minority_with_lb(seed, Scale { flows: 600 }, bug);
         assert!(
-            bad.violations.iter().any(|v| v.contains("lease violated")),
-            "seed {seed}: the checker missed the lease bug: {:?}",
+            bad.violations
+                .iter()
+                .any(|v| v.contains("double allocation")),
+            "seed {seed}: the checker missed {what}: {:?}",
             bad.violations
         );
     }
+}
+
+#[test]
+fn checker_catches_buckets_moved_before_the_lease_expired() {
+    assert_double_allocation_caught(Bug::LeaseMismatch, "the lease bug");
+}
+
+#[test]
+fn checker_catches_a_takeover_that_ignores_the_fence() {
+    assert_double_allocation_caught(Bug::NoFence, "the missing fence");
 }
 
 #[test]

@@ -3,9 +3,12 @@
 //!
 //! Each tick it promotes caught-up learners (when `--auto-promote` is on) and balances
 //! the bucket table over the members that may own buckets: voters that are registered,
-//! not draining, not retired, and whose bucket lease may still be valid. An owner whose
-//! lease has surely expired loses its buckets; one that comes back and renews gets its
-//! share back. Every change is one committed command, proposed under the member's
+//! not draining, not retired, that answer Raft and whose bucket lease may still be
+//! valid. An owner that has acknowledged nothing for `suspect_after` (a few heartbeats)
+//! loses its buckets at once, behind an allocation fence that outlasts its lease
+//! (`FailOverBuckets`), so its flows stall for about the detection time instead of the
+//! lease; one whose lease has surely expired loses them unfenced. An owner that comes
+//! back and renews gets its share back. Every change is one committed command, proposed under the member's
 //! change lock, so controller steps and admin operations never interleave.
 //!
 //! # Layout
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use mfplane_raft_store::{Command, Epoch, NodeId, Rejection, Response};
 use openraft::ChangeMembers;
+use openraft_rt::WatchReceiver;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -31,11 +35,9 @@ pub const CAUGHT_UP_ENTRIES: u64 = 64;
 
 /// Runs the controller until `shutdown` turns true. Does nothing while not leader.
 pub async fn run(member: Arc<Member>, mut shutdown: watch::Receiver<bool>) {
-    let period = member
-        .config
-        .timing
-        .heartbeat
-        .max(Duration::from_millis(50));
+    // Every heartbeat: a silent owner is acted on within one heartbeat of being
+    // suspected (the daemon's heartbeat is at least 10 ms, so this stays cheap).
+    let period = member.config.timing.heartbeat;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let span = tracing::info_span!("controller", node = %member.id);
@@ -80,30 +82,83 @@ pub async fn step(member: &Arc<Member>) -> Result<()> {
     Ok(())
 }
 
-/// Members that may own buckets right now, with the reason each excluded voter with
-/// buckets is excluded (for failover records).
-pub(crate) fn eligible(member: &Member) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
+/// Who may own buckets right now, as the leader sees it.
+#[derive(Debug, Default)]
+pub(crate) struct Eligibility {
+    /// Voters that may own buckets.
+    pub ok: BTreeSet<NodeId>,
+    /// Voters whose lease has surely expired: their buckets move without a fence.
+    pub lapsed: BTreeSet<NodeId>,
+    /// Voters silent for `suspect_after` whose lease may still run: their buckets move
+    /// at once, behind a fence (see `mfplane_raft_store::fence`).
+    pub suspected: BTreeSet<NodeId>,
+}
+
+/// Sorts the voters that are registered, not draining and not retired by whether they
+/// may own buckets.
+pub(crate) fn eligible(member: &Member) -> Eligibility {
     let voters = member.voters();
     let timing = member.config.timing;
     let now = Instant::now();
+    let silence = Silence::of(member, now);
     let state = member.state();
-    let mut ok = BTreeSet::new();
-    let mut lapsed = BTreeSet::new();
+    let mut e = Eligibility::default();
     for (&id, rec) in state.nodes() {
         if rec.retired || rec.draining || !voters.contains(&id) {
             continue;
         }
-        if id == member.id
-            || member
-                .leases
-                .maybe_valid(id, now, timing.lease, timing.lease_margin)
+        if id == member.id {
+            e.ok.insert(id);
+        } else if !member
+            .leases
+            .maybe_valid(id, now, timing.lease, timing.lease_margin)
         {
-            ok.insert(id);
+            e.lapsed.insert(id);
+        } else if silence.of_node(id) >= timing.suspect_after {
+            e.suspected.insert(id);
         } else {
-            lapsed.insert(id);
+            e.ok.insert(id);
         }
     }
-    (ok, lapsed)
+    e
+}
+
+/// How long each follower has been silent, from openraft's record of the last
+/// acknowledged heartbeat or append (leader only).
+struct Silence {
+    /// Node -> time since its last acknowledgement, for those that acknowledged.
+    acked: std::collections::BTreeMap<NodeId, Duration>,
+    /// Time since this leader's term began: nobody counts as silent for longer, since
+    /// nothing was expected of them before.
+    term: Duration,
+}
+
+impl Silence {
+    fn of(member: &Member, now: Instant) -> Self {
+        let m = member.raft.metrics();
+        let m = m.borrow_watched();
+        let acked = m
+            .heartbeat
+            .iter()
+            .flatten()
+            .filter_map(|(id, at)| {
+                // openraft's instant wraps tokio's clock, so this is simulated time too.
+                let at = at.as_ref()?;
+                Some((*id, openraft::Instant::elapsed(&**at)))
+            })
+            .collect();
+        let term = member
+            .leases
+            .term_started()
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        Silence { acked, term }
+    }
+
+    fn of_node(&self, id: NodeId) -> Duration {
+        self.acked
+            .get(&id)
+            .map_or(self.term, |d| (*d).min(self.term))
+    }
 }
 
 /// Balances the table; the caller holds the change lock.
@@ -115,46 +170,62 @@ pub(crate) fn eligible(member: &Member) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) 
 /// The proposal failed; a `StaleEpoch` refusal is not an error (someone else moved
 /// buckets first, and the next pass works from the new table).
 pub async fn rebalance_locked(member: &Arc<Member>) -> Result<Epoch> {
-    let (eligible, lapsed) = eligible(member);
+    let e = eligible(member);
     let (owners, epoch) = {
         let state = member.state();
         (state.buckets().owners().to_vec(), state.epoch())
     };
-    let moves = assignment::rebalance(&owners, &eligible);
+    let moves = assignment::rebalance(&owners, &e.ok);
     if moves.is_empty() {
         return Ok(epoch);
     }
     let timing = member.config.timing;
-    for &node in &lapsed {
+    let mut suspects = Vec::new();
+    for (&node, fenced) in e
+        .lapsed
+        .iter()
+        .map(|n| (n, false))
+        .chain(e.suspected.iter().map(|n| (n, true)))
+    {
         let n = moves
             .iter()
             .filter(|(b, _)| owners[usize::from(b.0)] == Some(node))
             .count();
-        if n > 0 {
-            member.leases.record_failover(
-                node,
-                n,
-                epoch,
-                Instant::now(),
-                timing.lease,
-                timing.lease_margin,
-            );
+        if n == 0 {
+            continue;
+        }
+        member
+            .leases
+            .record_failover(node, n, epoch, Instant::now(), &timing, fenced);
+        if fenced {
+            suspects.push(node);
+            tracing::warn!(%node, buckets = n, %epoch, "owner silent: moving its buckets now, fenced");
+        } else {
             tracing::warn!(%node, buckets = n, %epoch, "lease expired: moving the owner's buckets");
         }
     }
-    tracing::info!(moves = moves.len(), base_epoch = %epoch, eligible = ?eligible, "rebalancing buckets");
-    match member
-        .write(Command::AssignBuckets {
+    tracing::info!(moves = moves.len(), base_epoch = %epoch, eligible = ?e.ok, "rebalancing buckets");
+    let cmd = if suspects.is_empty() {
+        Command::AssignBuckets {
             base_epoch: epoch,
             moves,
-        })
-        .await?
-    {
+        }
+    } else {
+        Command::FailOverBuckets {
+            base_epoch: epoch,
+            moves,
+            suspects,
+            // The suspect's lease ends within `lease` of this proposal; the margin
+            // covers clock-rate drift and the time until the new owner applies.
+            fence: timing.lease + timing.lease_margin,
+        }
+    };
+    match member.write(cmd).await? {
         (_, Response::Epoch(e)) => Ok(e),
         (_, Response::Rejected(Rejection::StaleEpoch { current })) => Ok(current),
         (_, Response::Rejected(r)) => Err(Error::Rejected(r)),
         (_, other) => Err(Error::Raft(format!(
-            "unexpected response to AssignBuckets: {other:?}"
+            "unexpected response to a bucket move: {other:?}"
         ))),
     }
 }

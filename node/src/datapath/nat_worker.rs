@@ -2,9 +2,10 @@
 //!
 //! [`NatWorker`] is I/O-free: the daemon feeds it frames from a packet socket, the
 //! simulation feeds it simulated packets, and both get the same behaviour:
-//! - it **allocates only in buckets this member owns** in the applied bucket table, and
-//!   only while its bucket lease is valid (DESIGN §2.3); without a lease it keeps
-//!   translating the sessions it knows but opens none;
+//! - it **allocates only in buckets this member owns** in the applied bucket table, only
+//!   while its bucket lease is valid, and not in a bucket taken over from a suspect
+//!   until its fence has passed (DESIGN §2.3); without a lease it keeps translating
+//!   the sessions it knows but opens none;
 //! - it **translates every committed session of every bucket**: each committed session
 //!   is imported as it is applied, so a member that is handed a bucket at failover
 //!   already holds its sessions;
@@ -22,6 +23,7 @@ use mfplane_dataplane::engine::{
 };
 use mfplane_raft_store::{Applied, ClusterState, Epoch};
 use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::member::Member;
@@ -53,6 +55,9 @@ pub enum InjectedFault {
     /// [`NatWorker::new`] does not load the committed sessions, so a restarted member
     /// allocates anew for flows that already have a mapping.
     SkipImportAtStart,
+    /// The allocator ignores failover fences: a member that takes over a suspect's
+    /// buckets allocates in them while the suspect may still hold its lease.
+    IgnoreFences,
 }
 
 /// The engine of one member plus what keeps it consistent with the cluster.
@@ -61,8 +66,18 @@ pub struct NatWorker {
     member: Arc<Member>,
     engine: Engine,
     applied: broadcast::Receiver<Applied>,
-    /// The (epoch, lease valid) the owned buckets were last computed for.
-    ownership: Option<(Epoch, bool)>,
+    /// What the allocator's buckets were last computed from.
+    ownership: Option<Ownership>,
+    fault: InjectedFault,
+}
+
+/// The inputs of the last [`NatWorker::refresh_ownership`]: the answer holds until one
+/// of them changes or the next fence ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ownership {
+    epoch: Epoch,
+    lease: bool,
+    next_fence_end: Option<Instant>,
 }
 
 impl NatWorker {
@@ -89,6 +104,7 @@ impl NatWorker {
             engine,
             applied,
             ownership: None,
+            fault: opts.fault,
         };
         if opts.fault != InjectedFault::SkipImportAtStart {
             worker.resync(now);
@@ -200,32 +216,45 @@ impl NatWorker {
         self.ownership = None;
     }
 
-    /// Points the engine's allocator at the buckets this member owns, if the table
-    /// epoch or the lease changed since the last time.
+    /// Points the engine's allocator at the buckets this member may allocate in (see
+    /// [`Member::allocatable`]), if the table epoch or the lease changed, or a fence
+    /// ended, since the last time.
     pub fn refresh_ownership(&mut self) {
-        let valid = self.member.lease_valid();
-        let state = self.member.state();
-        let epoch = state.epoch();
-        if self.ownership == Some((epoch, valid)) {
+        let lease = self.member.lease_valid();
+        let epoch = self.member.applied_epoch();
+        if let Some(last) = self.ownership
+            && last.epoch == epoch
+            && last.lease == lease
+            && last.next_fence_end.is_none_or(|end| Instant::now() < end)
+        {
             return;
         }
-        let me = self.member.id;
-        let owned: Vec<BucketId> = if valid {
-            state.buckets().owned_by(me).collect()
-        } else {
-            Vec::new()
-        };
-        drop(state);
-        tracing::debug!(node = %me, epoch = %epoch, lease = valid, buckets = owned.len(), "data path ownership");
-        self.engine.set_owned_buckets(owned);
-        self.ownership = Some((epoch, valid));
+        let mut a = self.member.allocatable();
+        if self.fault == InjectedFault::IgnoreFences {
+            a.buckets.append(&mut a.fenced);
+            a.next_fence_end = None;
+        }
+        tracing::debug!(node = %self.member.id, %epoch, lease, buckets = a.buckets.len(), fenced = a.fenced.len(), "data path ownership");
+        self.engine.set_owned_buckets(a.buckets);
+        self.ownership = Some(Ownership {
+            epoch,
+            lease,
+            next_fence_end: a.next_fence_end,
+        });
     }
 
     /// Whether the allocator last heard (at the last [`Self::refresh_ownership`]) that
     /// this member holds its lease: without one, no new session opens here even in the
     /// buckets the table gives it. Read by the simulation's convergence check.
     pub fn lease_held(&self) -> bool {
-        self.ownership.is_some_and(|(_, valid)| valid)
+        self.ownership.is_some_and(|o| o.lease)
+    }
+
+    /// Whether the allocator opens new sessions in `bucket` now (as of the last
+    /// [`Self::refresh_ownership`]). Read by the simulation's check that no two
+    /// members ever allocate in one bucket at once.
+    pub fn allocates_in(&self, bucket: BucketId) -> bool {
+        self.engine.owns(bucket)
     }
 
     /// Sessions of owned buckets that have expired by `now`, to be proposed for removal.

@@ -30,8 +30,13 @@ pub enum ForwardReply {
     Written { index: u64, response: Response },
     /// The lease is renewed. The owner's lease is valid only once its applied state has
     /// reached `epoch`, so a lagging owner cannot allocate under a table the leader has
-    /// already replaced.
-    Lease { epoch: Epoch, term: u64 },
+    /// already replaced, and lasts at most `lease`, the leader's own setting: what the
+    /// leader waits out (and fences for) is its lease, whatever the owner was told.
+    Lease {
+        epoch: Epoch,
+        term: u64,
+        lease: Duration,
+    },
 }
 
 /// Sends `req` to the member at `addr` (the leader, as far as the caller knows).
