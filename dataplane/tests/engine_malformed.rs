@@ -59,47 +59,46 @@ fn truncated_headers() {
     );
 }
 
+/// Sets the IPv4 total length of a UDP frame, keeping the header checksum valid.
+fn set_total_len(f: &mut [u8], len: u16) {
+    f[16..18].copy_from_slice(&len.to_be_bytes());
+    fix_ip_checksum(f);
+}
+
+/// A description, how to break a valid frame, and the drop that must follow.
+type BrokenFrame = (&'static str, fn(&mut [u8]), DropReason);
+
 #[test]
 fn bad_ipv4_fields() {
+    use DropReason::{BadChecksum, BadIhl, BadLength, BadVersion, Truncated};
     let mut e = engine();
-    let mut f = udp_frame();
-    f[14] = 0x44;
-    expect_drop(&mut e, "IHL 4", f, DropReason::BadIhl);
-    let mut f = udp_frame();
-    f[14] = 0x40;
-    expect_drop(&mut e, "IHL 0", f, DropReason::BadIhl);
-    let mut f = udp_frame();
-    f[14] = 0x4f;
-    expect_drop(&mut e, "IHL 15 past the packet", f, DropReason::Truncated);
-    let mut f = udp_frame();
-    f[14] = 0x65;
-    expect_drop(
-        &mut e,
-        "IPv6 version in an IPv4 frame",
-        f,
-        DropReason::BadVersion,
-    );
-    let mut f = udp_frame();
-    f[16..18].copy_from_slice(&1500u16.to_be_bytes());
-    fix_ip_checksum(&mut f);
-    expect_drop(
-        &mut e,
-        "total length past the frame",
-        f,
-        DropReason::BadLength,
-    );
-    let mut f = udp_frame();
-    f[16..18].copy_from_slice(&12u16.to_be_bytes());
-    fix_ip_checksum(&mut f);
-    expect_drop(
-        &mut e,
-        "total length inside the header",
-        f,
-        DropReason::BadLength,
-    );
-    let mut f = udp_frame();
-    f[24] ^= 0x55;
-    expect_drop(&mut e, "bad header checksum", f, DropReason::BadChecksum);
+    // Each case breaks one field of a valid UDP frame.
+    let cases: [BrokenFrame; 7] = [
+        ("IHL 4", |f| f[14] = 0x44, BadIhl),
+        ("IHL 0", |f| f[14] = 0x40, BadIhl),
+        ("IHL 15 past the packet", |f| f[14] = 0x4f, Truncated),
+        (
+            "IPv6 version in an IPv4 frame",
+            |f| f[14] = 0x65,
+            BadVersion,
+        ),
+        (
+            "total length past the frame",
+            |f| set_total_len(f, 1500),
+            BadLength,
+        ),
+        (
+            "total length inside the header",
+            |f| set_total_len(f, 12),
+            BadLength,
+        ),
+        ("bad header checksum", |f| f[24] ^= 0x55, BadChecksum),
+    ];
+    for (what, break_it, reason) in cases {
+        let mut f = udp_frame();
+        break_it(&mut f);
+        expect_drop(&mut e, what, f, reason);
+    }
 }
 
 #[test]
