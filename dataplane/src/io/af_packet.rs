@@ -101,35 +101,27 @@ impl AfPacket {
     }
 }
 
-impl PacketIo for AfPacket {
-    async fn recv(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
+impl AfPacket {
+    /// Runs the non-blocking socket call `op` once the socket is ready for `interest`,
+    /// and again each time the kernel says it would block. Returns what `op` returned,
+    /// or the error named by `waiting` (for readiness) or `doing` (for the call) and
+    /// the interface.
+    async fn when_ready(
+        &self,
+        interest: Interest,
+        (waiting, doing): (&str, &str),
+        mut op: impl FnMut(RawFd) -> isize,
+    ) -> Result<usize, IoError> {
         loop {
-            let mut guard =
-                self.fd
-                    .ready(Interest::READABLE)
-                    .await
-                    .map_err(|source| IoError::Os {
-                        context: format!("waiting for frames on {}", self.ifname),
-                        source,
-                    })?;
-            // SAFETY: recv(2) into a live, writable buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    self.raw(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_TRUNC,
-                )
-            };
-            if n >= 0 {
-                let n = n as usize;
-                if n > buf.len() {
-                    // MSG_TRUNC reports the real length: the frame did not fit.
-                    return Err(IoError::Truncated {
-                        len: n,
-                        buf: buf.len(),
-                    });
-                }
+            let mut guard = self
+                .fd
+                .ready(interest)
+                .await
+                .map_err(|source| IoError::Os {
+                    context: format!("{waiting} on {}", self.ifname),
+                    source,
+                })?;
+            if let Ok(n) = usize::try_from(op(self.raw())) {
                 return Ok(n);
             }
             let err = io::Error::last_os_error();
@@ -138,37 +130,42 @@ impl PacketIo for AfPacket {
                 continue;
             }
             return Err(IoError::Os {
-                context: format!("receiving on {}", self.ifname),
+                context: format!("{doing} on {}", self.ifname),
                 source: err,
             });
         }
     }
+}
+
+impl PacketIo for AfPacket {
+    async fn recv(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
+        let cap = buf.len();
+        let read = |fd| {
+            // SAFETY: recv(2) into a live, writable buffer of the given length.
+            unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), cap, libc::MSG_TRUNC) }
+        };
+        let n = self
+            .when_ready(
+                Interest::READABLE,
+                ("waiting for frames", "receiving"),
+                read,
+            )
+            .await?;
+        if n > cap {
+            // MSG_TRUNC reports the real length: the frame did not fit.
+            return Err(IoError::Truncated { len: n, buf: cap });
+        }
+        Ok(n)
+    }
 
     async fn send(&mut self, frame: &[u8]) -> Result<(), IoError> {
-        loop {
-            let mut guard =
-                self.fd
-                    .ready(Interest::WRITABLE)
-                    .await
-                    .map_err(|source| IoError::Os {
-                        context: format!("waiting to send on {}", self.ifname),
-                        source,
-                    })?;
+        let write = |fd| {
             // SAFETY: send(2) from a live buffer of the given length.
-            let n = unsafe { libc::send(self.raw(), frame.as_ptr().cast(), frame.len(), 0) };
-            if n >= 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::WouldBlock {
-                guard.clear_ready();
-                continue;
-            }
-            return Err(IoError::Os {
-                context: format!("sending on {}", self.ifname),
-                source: err,
-            });
-        }
+            unsafe { libc::send(fd, frame.as_ptr().cast(), frame.len(), 0) }
+        };
+        self.when_ready(Interest::WRITABLE, ("waiting to send", "sending"), write)
+            .await
+            .map(drop)
     }
 }
 
