@@ -555,6 +555,27 @@ fn per_host_session_limit() {
     mapped(&mut e, &Pkt::udp(HOST_A, 1000, REMOTE, 53));
 }
 
+/// Imports a UDP session into every port, on external IP `ip`, of the bucket of
+/// `HOST_A:40000` (inside hosts counting up from `first_host`), so that bucket has no
+/// free port left there.
+fn fill_bucket_of_host_a(e: &mut Engine, bits: BucketBits, ip: u32, first_host: u32) {
+    let key = mfplane_core::FlowHashKey::DEFAULT;
+    let b = mfplane_core::outbound_bucket(&key, bits, HOST_A, 40000, UDP);
+    let ports = mfplane_core::BucketPorts::new(bits, b).unwrap();
+    for (i, port) in ports.iter().enumerate() {
+        let rec = mfplane_core::SessionRecord {
+            key: SessionKey {
+                proto: Proto::Udp,
+                inside: Endpoint::new(first_host + i as u32, 1),
+            },
+            external: Endpoint::new(ip, port),
+            bucket: b,
+            created_ms: 0,
+        };
+        e.import(rec, T0).unwrap();
+    }
+}
+
 #[test]
 fn bucket_exhaustion_is_counted() {
     // 16 buckets, one external IP: each bucket has 4032 ports per IP. Fill the bucket
@@ -565,22 +586,7 @@ fn bucket_exhaustion_is_counted() {
         c.external_ips.truncate(1);
         c.max_sessions_per_host = u32::MAX;
     });
-    let key = mfplane_core::FlowHashKey::DEFAULT;
-    let bits = BucketBits::new(4).unwrap();
-    let b = mfplane_core::outbound_bucket(&key, bits, HOST_A, 40000, UDP);
-    let ports = mfplane_core::BucketPorts::new(bits, b).unwrap();
-    for (i, port) in ports.iter().enumerate() {
-        let rec = mfplane_core::SessionRecord {
-            key: SessionKey {
-                proto: Proto::Udp,
-                inside: Endpoint::new(0x0a10_0000 + i as u32, 1),
-            },
-            external: Endpoint::new(EXT, port),
-            bucket: b,
-            created_ms: 0,
-        };
-        e.import(rec, T0).unwrap();
-    }
+    fill_bucket_of_host_a(&mut e, BucketBits::new(4).unwrap(), EXT, 0x0a10_0000);
     let (v, _) = run(&mut e, &Pkt::udp(HOST_A, 40000, REMOTE, 53), T0);
     assert_eq!(v, Verdict::Drop(DropReason::Exhausted));
 }
@@ -591,31 +597,13 @@ fn arbitrary_pooling_falls_back_to_other_ips() {
         c.bucket_bits = BucketBits::new(4).unwrap();
         c.pooling = Pooling::Arbitrary;
     });
-    let key = mfplane_core::FlowHashKey::DEFAULT;
-    let bits = BucketBits::new(4).unwrap();
-    let b = mfplane_core::outbound_bucket(&key, bits, HOST_A, 40000, UDP);
     // Fill the bucket on the IP paired with HOST_A.
     let paired = mapped(&mut e, &Pkt::udp(HOST_A, 40000, REMOTE, 53)).ip;
     e.remove(&SessionKey {
         proto: Proto::Udp,
         inside: Endpoint::new(HOST_A, 40000),
     });
-    for (i, port) in mfplane_core::BucketPorts::new(bits, b)
-        .unwrap()
-        .iter()
-        .enumerate()
-    {
-        let rec = mfplane_core::SessionRecord {
-            key: SessionKey {
-                proto: Proto::Udp,
-                inside: Endpoint::new(0x0a20_0000 + i as u32, 1),
-            },
-            external: Endpoint::new(paired, port),
-            bucket: b,
-            created_ms: 0,
-        };
-        e.import(rec, T0).unwrap();
-    }
+    fill_bucket_of_host_a(&mut e, BucketBits::new(4).unwrap(), paired, 0x0a20_0000);
     let other = mapped(&mut e, &Pkt::udp(HOST_A, 40000, REMOTE, 53)).ip;
     assert_ne!(other, paired);
 }
