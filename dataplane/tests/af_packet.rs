@@ -73,42 +73,54 @@ fn require_root() -> bool {
 
 const ETHERTYPE_EXPERIMENTAL: [u8; 2] = [0x88, 0xb5];
 
+/// A veth pair (kept alive by the first element) with a socket on each end.
+fn sockets_on_a_veth(tag: &str) -> (VethPair, AfPacket, AfPacket) {
+    let pair = VethPair::new(tag);
+    let a = open_in(&pair.a).expect("a socket in the first namespace");
+    let b = open_in(&pair.b).expect("a socket in the second namespace");
+    (pair, a, b)
+}
+
+/// Receives on `io` until a frame of the test EtherType comes; its length.
+async fn recv_test_frame(io: &mut AfPacket, buf: &mut [u8]) -> usize {
+    loop {
+        let n = io.recv(buf).await.expect("receiving");
+        if buf[12..14] == ETHERTYPE_EXPERIMENTAL {
+            return n;
+        }
+    }
+}
+
+/// A broadcast frame of the local experimental EtherType (nothing else on the link
+/// sends it, so a receiver can tell it from background traffic) carrying `payload`.
+fn test_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend([0x02, 0, 0, 0, 0, 1]);
+    frame.extend(ETHERTYPE_EXPERIMENTAL);
+    frame.extend(payload);
+    frame
+}
+
 #[tokio::test]
 async fn frames_cross_a_veth_whole_and_are_not_read_back() {
     if !require_root() {
         return;
     }
-    let pair = VethPair::new("x");
-    let mut a = open_in(&pair.a).unwrap();
-    let mut b = open_in(&pair.b).unwrap();
-    let mut frame = vec![0xff; 6];
-    frame.extend([0x02, 0, 0, 0, 0, 1]);
-    frame.extend(ETHERTYPE_EXPERIMENTAL);
-    frame.extend(b"mfplane af_packet test payload, long enough for a minimum frame");
+    let (_pair, mut a, mut b) = sockets_on_a_veth("x");
+    let frame = test_frame(b"mfplane af_packet test payload, long enough for a minimum frame");
     a.send(&frame).await.unwrap();
 
     let mut buf = [0u8; 2048];
-    let got = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            let n = b.recv(&mut buf).await.unwrap();
-            if buf[12..14] == ETHERTYPE_EXPERIMENTAL {
-                break n;
-            }
-        }
-    })
-    .await
-    .expect("the frame arrives within 2 s");
+    let got = tokio::time::timeout(Duration::from_secs(2), recv_test_frame(&mut b, &mut buf))
+        .await
+        .expect("the frame arrives within 2 s");
     assert_eq!(&buf[..got], &frame[..]);
 
     // The sender never reads its own frame back (PACKET_IGNORE_OUTGOING).
-    let echoed = tokio::time::timeout(Duration::from_millis(200), async {
-        loop {
-            let _ = a.recv(&mut buf).await.unwrap();
-            if buf[12..14] == ETHERTYPE_EXPERIMENTAL {
-                break;
-            }
-        }
-    })
+    let echoed = tokio::time::timeout(
+        Duration::from_millis(200),
+        recv_test_frame(&mut a, &mut buf),
+    )
     .await;
     assert!(echoed.is_err(), "the sender read its own frame");
 }
@@ -118,13 +130,8 @@ async fn a_frame_larger_than_the_buffer_is_reported_not_cut() {
     if !require_root() {
         return;
     }
-    let pair = VethPair::new("t");
-    let mut a = open_in(&pair.a).unwrap();
-    let mut b = open_in(&pair.b).unwrap();
-    let mut frame = vec![0xff; 6];
-    frame.extend([0x02, 0, 0, 0, 0, 1]);
-    frame.extend(ETHERTYPE_EXPERIMENTAL);
-    frame.extend([7u8; 400]);
+    let (_pair, mut a, mut b) = sockets_on_a_veth("t");
+    let frame = test_frame(&[7u8; 400]);
     a.send(&frame).await.unwrap();
     let mut small = [0u8; 100];
     let err = tokio::time::timeout(Duration::from_secs(2), async {
