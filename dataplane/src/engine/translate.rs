@@ -15,6 +15,7 @@ use super::{Engine, HostState, Timestamp};
 use crate::wire::icmp::{self, Message};
 use crate::wire::tcp::Flags;
 use crate::wire::{EtherType, EthernetFrame, IcmpPacket, Ipv4Packet, TcpPacket, UdpPacket};
+use crate::wire::{tcp, udp};
 
 type Step<T> = Result<T, DropReason>;
 
@@ -31,6 +32,18 @@ struct Flow {
 }
 
 impl Flow {
+    /// A flow of `proto` from `src_port` to `dst_port` that may open a session, without
+    /// TCP flags.
+    fn between(proto: Proto, src_port: u16, dst_port: u16) -> Flow {
+        Flow {
+            proto,
+            src_port,
+            dst_port,
+            flags: None,
+            opens: true,
+        }
+    }
+
     /// The session key of this flow's `inside` endpoint.
     fn session_key(&self, inside: Endpoint) -> SessionKey {
         SessionKey {
@@ -428,44 +441,21 @@ fn is_icmp_error(icmp_type: u8) -> bool {
     Message::from(icmp_type).is_error()
 }
 
-/// Reads and validates the L4 header. A first fragment only needs its header (the
-/// rest of the datagram is in later fragments); an unfragmented packet is checked
-/// against its own length fields.
+/// Reads and validates the L4 header.
 fn parse_flow(proto: Proto, l4: &[u8], first_fragment: bool) -> Step<Flow> {
     match proto {
         Proto::Tcp => {
-            let p = if first_fragment {
-                if l4.len() < crate::wire::tcp::HEADER_LEN {
-                    return Err(DropReason::Truncated);
-                }
-                TcpPacket::new_unchecked(l4)
-            } else {
-                TcpPacket::new_checked(l4)?
-            };
+            let p = TcpPacket::new_unchecked(l4);
+            check_l4(l4, tcp::HEADER_LEN, first_fragment, || p.check_len())?;
             Ok(Flow {
-                proto,
-                src_port: p.src_port(),
-                dst_port: p.dst_port(),
                 flags: Some(p.flags()),
-                opens: true,
+                ..Flow::between(proto, p.src_port(), p.dst_port())
             })
         }
         Proto::Udp => {
-            let p = if first_fragment {
-                if l4.len() < crate::wire::udp::HEADER_LEN {
-                    return Err(DropReason::Truncated);
-                }
-                UdpPacket::new_unchecked(l4)
-            } else {
-                UdpPacket::new_checked(l4)?
-            };
-            Ok(Flow {
-                proto,
-                src_port: p.src_port(),
-                dst_port: p.dst_port(),
-                flags: None,
-                opens: true,
-            })
+            let p = UdpPacket::new_unchecked(l4);
+            check_l4(l4, udp::HEADER_LEN, first_fragment, || p.check_len())?;
+            Ok(Flow::between(proto, p.src_port(), p.dst_port()))
         }
         Proto::Icmp => {
             let p = IcmpPacket::new_checked(l4)?;
@@ -476,14 +466,30 @@ fn parse_flow(proto: Proto, l4: &[u8], first_fragment: bool) -> Step<Flow> {
             };
             let id = p.echo_ident();
             Ok(Flow {
-                proto,
-                src_port: id,
-                dst_port: id,
-                flags: None,
                 opens,
+                ..Flow::between(proto, id, id)
             })
         }
     }
+}
+
+/// Checks a TCP or UDP header. A first fragment only needs its fixed `header_len`
+/// (the rest of the datagram is in later fragments); an unfragmented packet is
+/// checked against its own length fields by `check_len`.
+#[inline]
+fn check_l4(
+    l4: &[u8],
+    header_len: usize,
+    first_fragment: bool,
+    check_len: impl FnOnce() -> crate::wire::Result<()>,
+) -> Step<()> {
+    if !first_fragment {
+        return Ok(check_len()?);
+    }
+    if l4.len() < header_len {
+        return Err(DropReason::Truncated);
+    }
+    Ok(())
 }
 
 /// The L4 fields of a (checked) TCP, UDP or ICMP echo header.
