@@ -32,6 +32,14 @@ fn join_with(field: &str, value: &str) -> JoinRequest {
     r
 }
 
+/// Runs `cmd`, which must fail, and returns what it said on standard error.
+#[track_caller]
+fn failure_of(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("the binary runs");
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[track_caller]
 fn expect(r: Result<impl std::fmt::Debug, tonic::Status>, code: Code, needle: &str) {
     match r {
@@ -176,23 +184,21 @@ async fn malformed_and_conflicting_requests_are_refused_clearly() {
     );
 
     // A member whose join is refused stops with the reason.
-    let dup = Command::new(BIN)
-        .args(["--name", "n1", "--data-dir"])
-        .arg(c.dir.path().join("dup"))
-        .args([
-            "--listen",
-            "127.43.0.5:24300",
-            "--data-ip",
-            "10.0.0.5",
-            "--data-mac",
-            "02:00:00:00:00:05",
-            "--join",
-            &c.addrs(0).grpc,
-        ])
-        .output()
-        .unwrap();
-    assert!(!dup.status.success());
-    let err = String::from_utf8_lossy(&dup.stderr);
+    let err = failure_of(
+        Command::new(BIN)
+            .args(["--name", "n1", "--data-dir"])
+            .arg(c.dir.path().join("dup"))
+            .args([
+                "--listen",
+                "127.43.0.5:24300",
+                "--data-ip",
+                "10.0.0.5",
+                "--data-mac",
+                "02:00:00:00:00:05",
+                "--join",
+                &c.addrs(0).grpc,
+            ]),
+    );
     assert!(err.contains("already registered as node 1"), "{err}");
 }
 
@@ -211,11 +217,7 @@ fn bad_configuration_names_the_flag() {
         "10.0.0.1",
     ];
     // The error of the base flags plus `extra`.
-    let run = |extra: &[&str]| {
-        let out = Command::new(BIN).args(base).args(extra).output().unwrap();
-        assert!(!out.status.success(), "{extra:?} should fail");
-        String::from_utf8_lossy(&out.stderr).to_string()
-    };
+    let run = |extra: &[&str]| failure_of(Command::new(BIN).args(base).args(extra));
     let err = run(&[]);
     assert!(err.contains("--data-mac"), "{err}");
     let err = run(&["--data-mac", "zz:00:00:00:00:00"]);
@@ -239,30 +241,27 @@ fn unusable_data_directories_are_refused_and_left_alone() {
     // A file where a directory should be.
     let file = dir.path().join("file");
     std::fs::write(&file, b"not a directory").unwrap();
-    for (path, needle) in [(&foreign, "foreign"), (&file, "file")] {
-        let out = Command::new(BIN)
-            .args(["--name", "x", "--data-dir"])
-            .arg(path)
-            .args([
-                "--listen",
-                "127.43.2.1:24391",
-                "--data-ip",
-                "10.0.0.1",
-                "--data-mac",
-                "02:00:00:00:00:01",
-                "--init",
-                "--external-ip",
-                "192.0.2.1",
-            ])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+    for path in [&foreign, &file] {
+        let err = failure_of(
+            Command::new(BIN)
+                .args(["--name", "x", "--data-dir"])
+                .arg(path)
+                .args([
+                    "--listen",
+                    "127.43.2.1:24391",
+                    "--data-ip",
+                    "10.0.0.1",
+                    "--data-mac",
+                    "02:00:00:00:00:01",
+                    "--init",
+                    "--external-ip",
+                    "192.0.2.1",
+                ]),
+        );
         assert!(
             err.contains(&path.display().to_string()),
             "the error names the path: {err}"
         );
-        let _ = needle;
     }
     assert_eq!(
         std::fs::read(foreign.join("notes.txt")).unwrap(),
@@ -278,18 +277,13 @@ fn unusable_data_directories_are_refused_and_left_alone() {
 
 #[test]
 fn mfpctl_says_when_no_member_answers() {
-    let out = Command::new(CTL)
-        .args([
-            "--server",
-            "127.43.3.1:1,127.43.3.2:1",
-            "--timeout",
-            "1s",
-            "status",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failure_of(Command::new(CTL).args([
+        "--server",
+        "127.43.3.1:1,127.43.3.2:1",
+        "--timeout",
+        "1s",
+        "status",
+    ]));
     assert!(
         err.contains("no member answered") && err.contains("127.43.3.2:1"),
         "{err}"
