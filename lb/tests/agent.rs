@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, free_port, get_request, parse_response};
+use common::{KillOnDrop, free_port, get_request, lb_from_config_file, parse_response};
 use futures::Stream;
 use mfplane_core::FlowHashKey;
 use mfplane_core::lb_maps::SteerMode;
@@ -390,12 +390,7 @@ fn binary_from_a_config_file_becomes_ready() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lb-m1.toml");
         let port = free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
-            .args(["--config", path.to_str().unwrap()])
-            .args(["--http-listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap();
+        let child = lb_from_config_file(&path, port, "warn").spawn().unwrap();
         let mut child = KillOnDrop(child);
         let body = wait_for_http(port, "/readyz", 503, "waiting for the configuration file").await;
         assert!(body.contains("lb-m1.toml"), "{body}");
@@ -448,12 +443,7 @@ side = "both"
         let addr2 = member.clone().serve().await;
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace(&addr.to_string(), &addr2.to_string())).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
-            .args(["--config", path.to_str().unwrap()])
-            .args(["--http-listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "off")
-            .spawn()
-            .unwrap();
+        let child = lb_from_config_file(&path, port, "off").spawn().unwrap();
         let _child = KillOnDrop(child);
         let body = wait_for_http(port, "/readyz", 503, "refused").await;
         assert!(

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, free_port, get_request, parse_response};
+use common::{KillOnDrop, free_port, get_request, lb_from_config_file, parse_response};
 
 fn run(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
@@ -139,10 +139,7 @@ fn waits_for_a_missing_config_file() {
     let port = free_port();
     let spawn = || {
         KillOnDrop(
-            Command::new(env!("CARGO_BIN_EXE_mfplane-lb"))
-                .args(["--config", path.to_str().unwrap()])
-                .args(["--http-listen", &format!("127.0.0.1:{port}")])
-                .env("RUST_LOG", "info")
+            lb_from_config_file(&path, port, "info")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

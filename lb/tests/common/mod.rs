@@ -5,7 +5,8 @@
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code, reason = "not every test binary uses every helper")]
 
-use std::process::{Child, ExitStatus};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus};
 
 /// A port nothing listens on right now, on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -14,6 +15,18 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The binary as the operator's DaemonSet runs it: settings from the file at `path`
+/// (which may not exist yet), probes and metrics on 127.0.0.1:`port`, logging at
+/// `log` (a `RUST_LOG` filter).
+pub fn lb_from_config_file(path: &Path, port: u16, log: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mfplane-lb"));
+    cmd.arg("--config")
+        .arg(path)
+        .args(["--http-listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", log);
+    cmd
 }
 
 /// Kills and reaps a child process when dropped (test failure included).
