@@ -30,6 +30,14 @@ fn run(e: &mut Engine, p: &Pkt, now: mfplane_dataplane::engine::Timestamp) -> (V
     (v, f)
 }
 
+/// The session key of inside endpoint `ip`:`port`.
+fn session_key(proto: Proto, ip: u32, port: u16) -> SessionKey {
+    SessionKey {
+        proto,
+        inside: Endpoint::new(ip, port),
+    }
+}
+
 /// The external endpoint the engine gave `p`'s inside endpoint.
 fn mapped(e: &mut Engine, p: &Pkt) -> Endpoint {
     let (v, f) = run(e, p, T0);
@@ -139,10 +147,7 @@ fn rfc4787_req3_no_port_overloading_and_allocation_stays_in_bucket() {
                 seen_ext.insert((ext.ip, ext.port)),
                 "external endpoint reused"
             );
-            let key = SessionKey {
-                proto: Proto::Udp,
-                inside: Endpoint::new(p.src, p.sport),
-            };
+            let key = session_key(Proto::Udp, p.src, p.sport);
             let s = e.session(&key).unwrap();
             assert_eq!(inbound_bucket(bits, ext.port), s.record.bucket);
         }
@@ -176,13 +181,10 @@ fn rfc4787_req6_outbound_refresh_keeps_the_mapping() {
     assert_eq!(v, OUT);
     assert!(e.expire(at(301)).is_empty());
     assert_eq!(
-        e.session(&SessionKey {
-            proto: Proto::Udp,
-            inside: Endpoint::new(HOST_A, 40000)
-        })
-        .unwrap()
-        .record
-        .external,
+        e.session(&session_key(Proto::Udp, HOST_A, 40000))
+            .unwrap()
+            .record
+            .external,
         ext
     );
 }
@@ -233,10 +235,7 @@ fn rfc4787_req9_hairpinning_uses_external_source() {
     let s = seen(&f);
     assert_eq!((s.dst, s.dport), (HOST_B, 5000));
     let a_ext = e
-        .session(&SessionKey {
-            proto: Proto::Udp,
-            inside: Endpoint::new(HOST_A, 6000),
-        })
+        .session(&session_key(Proto::Udp, HOST_A, 6000))
         .unwrap()
         .record
         .external;
@@ -289,10 +288,7 @@ fn rfc5382_req1_tcp_endpoint_independent_mapping() {
 #[test]
 fn rfc5382_tcp_handshake_data_and_close() {
     let mut e = engine();
-    let key = SessionKey {
-        proto: Proto::Tcp,
-        inside: Endpoint::new(HOST_A, 50000),
-    };
+    let key = session_key(Proto::Tcp, HOST_A, 50000);
     let ext = mapped(&mut e, &Pkt::tcp(HOST_A, 50000, REMOTE, 80, SYN));
     assert_eq!(e.session(&key).unwrap().tcp, TcpState::SynSent);
     assert_eq!(
@@ -365,10 +361,7 @@ fn rfc5382_rst_makes_the_mapping_transitory_and_does_not_open_one() {
     let ext = mapped(&mut e, &Pkt::tcp(HOST_A, 50000, REMOTE, 80, SYN));
     run(&mut e, &Pkt::tcp(REMOTE, 80, ext.ip, ext.port, SYNACK), T0);
     run(&mut e, &Pkt::tcp(REMOTE, 80, ext.ip, ext.port, RST), at(1));
-    let key = SessionKey {
-        proto: Proto::Tcp,
-        inside: Endpoint::new(HOST_A, 50000),
-    };
+    let key = session_key(Proto::Tcp, HOST_A, 50000);
     assert_eq!(e.session(&key).unwrap().tcp, TcpState::Reset);
     assert_eq!(e.expire(at(242)).len(), 1);
 }
@@ -376,10 +369,7 @@ fn rfc5382_rst_makes_the_mapping_transitory_and_does_not_open_one() {
 #[test]
 fn rfc5382_req5_mid_stream_pickup_is_transitory_until_the_outside_answers() {
     let mut e = engine();
-    let key = SessionKey {
-        proto: Proto::Tcp,
-        inside: Endpoint::new(HOST_A, 50000),
-    };
+    let key = session_key(Proto::Tcp, HOST_A, 50000);
     let ext = mapped(&mut e, &Pkt::tcp(HOST_A, 50000, REMOTE, 80, ACK));
     assert_eq!(e.session(&key).unwrap().tcp, TcpState::SynSent);
     run(&mut e, &Pkt::tcp(HOST_A, 50000, REMOTE, 80, ACK), at(1));
@@ -564,10 +554,7 @@ fn fill_bucket_of_host_a(e: &mut Engine, bits: BucketBits, ip: u32, first_host: 
     let ports = mfplane_core::BucketPorts::new(bits, b).unwrap();
     for (i, port) in ports.iter().enumerate() {
         let rec = mfplane_core::SessionRecord {
-            key: SessionKey {
-                proto: Proto::Udp,
-                inside: Endpoint::new(first_host + i as u32, 1),
-            },
+            key: session_key(Proto::Udp, first_host + i as u32, 1),
             external: Endpoint::new(ip, port),
             bucket: b,
             created_ms: 0,
@@ -599,10 +586,7 @@ fn arbitrary_pooling_falls_back_to_other_ips() {
     });
     // Fill the bucket on the IP paired with HOST_A.
     let paired = mapped(&mut e, &Pkt::udp(HOST_A, 40000, REMOTE, 53)).ip;
-    e.remove(&SessionKey {
-        proto: Proto::Udp,
-        inside: Endpoint::new(HOST_A, 40000),
-    });
+    e.remove(&session_key(Proto::Udp, HOST_A, 40000));
     fill_bucket_of_host_a(&mut e, BucketBits::new(4).unwrap(), paired, 0x0a20_0000);
     let other = mapped(&mut e, &Pkt::udp(HOST_A, 40000, REMOTE, 53)).ip;
     assert_ne!(other, paired);
@@ -627,10 +611,7 @@ fn allocation_only_in_owned_buckets_but_imports_translate_everywhere() {
         .nth(3)
         .unwrap();
     let rec = mfplane_core::SessionRecord {
-        key: SessionKey {
-            proto: Proto::Udp,
-            inside: Endpoint::new(HOST_A, 40000),
-        },
+        key: session_key(Proto::Udp, HOST_A, 40000),
         external: Endpoint::new(EXT2, port),
         bucket,
         created_ms: T0.0,
