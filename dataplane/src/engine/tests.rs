@@ -30,36 +30,35 @@ fn import_is_idempotent_and_rejects_conflicts() {
     e.import(r, Timestamp(10)).unwrap();
     e.import(r, Timestamp(11)).unwrap();
     assert_eq!(e.session_count(), 1);
-    let mut other = r;
+    // Each of these is refused, naming why, and changes nothing.
+    let refused = |e: &mut Engine, rec| e.import(rec, Timestamp(12)).unwrap_err();
+    let in_bucket = |mut rec: SessionRecord, bucket| {
+        rec.bucket = BucketId(bucket);
+        rec
+    };
+    let mut other = in_bucket(r, 0x34);
     other.external.port = 0x1334;
-    other.bucket = BucketId(0x34);
+    assert!(matches!(refused(&mut e, other), Error::KeyConflict { .. }));
+    let taken = in_bucket(rec(5001, 0x1234), 0x34);
     assert!(matches!(
-        e.import(other, Timestamp(12)),
-        Err(Error::KeyConflict { .. })
+        refused(&mut e, taken),
+        Error::ExternalTaken { .. }
     ));
-    let mut taken = rec(5001, 0x1234);
-    taken.bucket = BucketId(0x34);
+    let bad_bucket = in_bucket(rec(5002, 0x1235), 1);
     assert!(matches!(
-        e.import(taken, Timestamp(12)),
-        Err(Error::ExternalTaken { .. })
+        refused(&mut e, bad_bucket),
+        Error::PortNotInBucket { .. }
     ));
-    let mut bad_bucket = rec(5002, 0x1235);
-    bad_bucket.bucket = BucketId(1);
+    let low = in_bucket(rec(5003, 0x0035), 0x35);
     assert!(matches!(
-        e.import(bad_bucket, Timestamp(12)),
-        Err(Error::PortNotInBucket { .. })
-    ));
-    let mut low = rec(5003, 0x0035);
-    low.bucket = BucketId(0x35);
-    assert!(matches!(
-        e.import(low, Timestamp(12)),
-        Err(Error::PortNotInBucket { .. })
+        refused(&mut e, low),
+        Error::PortNotInBucket { .. }
     ));
     let mut foreign = rec(5004, 0x1236);
     foreign.external.ip = 0x0101_0101;
     assert!(matches!(
-        e.import(foreign, Timestamp(12)),
-        Err(Error::UnknownExternalIp { .. })
+        refused(&mut e, foreign),
+        Error::UnknownExternalIp { .. }
     ));
     assert_eq!(e.session_count(), 1);
 }
