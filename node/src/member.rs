@@ -33,6 +33,10 @@ pub struct Member {
     pub own_lease: OwnLease,
     /// When the fences on buckets this member took over from a suspect end.
     pub fences: FenceClock,
+    /// The last leader this member heard from as a follower, and when. Should this
+    /// member be elected next, that leader has been silent since then, not only since
+    /// the election: the controller suspects it without waiting again.
+    pub last_leader_contact: std::sync::Mutex<Option<(NodeId, Instant)>>,
     /// Serializes cluster changes (membership, bucket moves, drains) made by this
     /// member: openraft allows concurrent membership changes but they may interleave
     /// into a joint configuration, and two bucket proposals on one epoch would make the
@@ -145,6 +149,15 @@ impl Member {
         }
         drop(m);
         self.own_lease.remaining(now, self.applied_epoch())
+    }
+
+    /// Records that `leader` just sent this member an AppendEntries (see
+    /// [`Self::last_leader_contact`]).
+    pub fn heard_from_leader(&self, leader: NodeId) {
+        *self
+            .last_leader_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((leader, Instant::now()));
     }
 
     /// The buckets this member may open sessions in now: owned, not fenced, and only

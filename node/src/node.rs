@@ -252,6 +252,7 @@ impl Core {
             leases: LeaseTable::default(),
             own_lease: OwnLease::default(),
             fences: crate::fences::FenceClock::default(),
+            last_leader_contact: std::sync::Mutex::new(None),
             change_lock: tokio::sync::Mutex::new(()),
         });
         let proposer = SessionProposer::start(member.clone());

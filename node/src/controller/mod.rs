@@ -129,8 +129,11 @@ struct Silence {
     /// Node -> time since its last acknowledgement, for those that acknowledged.
     acked: std::collections::BTreeMap<NodeId, Duration>,
     /// Time since this leader's term began: nobody counts as silent for longer, since
-    /// nothing was expected of them before.
+    /// nothing was expected of them before...
     term: Duration,
+    /// ...except the previous leader: this member last heard from it this long ago
+    /// (it was elected because that leader fell silent).
+    previous_leader: Option<(NodeId, Duration)>,
 }
 
 impl Silence {
@@ -151,13 +154,24 @@ impl Silence {
             .leases
             .term_started()
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        Silence { acked, term }
+        let previous_leader = (*member
+            .last_leader_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()))
+        .map(|(id, at)| (id, now.saturating_duration_since(at)));
+        Silence {
+            acked,
+            term,
+            previous_leader,
+        }
     }
 
     fn of_node(&self, id: NodeId) -> Duration {
-        self.acked
-            .get(&id)
-            .map_or(self.term, |d| (*d).min(self.term))
+        match (self.acked.get(&id), self.previous_leader) {
+            (Some(acked), _) => (*acked).min(self.term),
+            (None, Some((leader, since))) if leader == id => since.max(self.term),
+            (None, _) => self.term,
+        }
     }
 }
 

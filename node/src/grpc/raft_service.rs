@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use mfplane_proto::raft::{RaftPayload, SnapshotChunk, raft_server, snapshot_chunk};
+use mfplane_raft_store::TypeConfig;
 use mfplane_raft_store::typ::{SnapshotMeta, Vote};
 use openraft::Snapshot;
 use serde::Serialize;
@@ -58,7 +59,9 @@ impl raft_server::Raft for RaftService {
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let member = self.member()?;
-        let req = decode(request.get_ref(), "AppendEntries")?;
+        let req: openraft::raft::AppendEntriesRequest<TypeConfig> =
+            decode(request.get_ref(), "AppendEntries")?;
+        member.heard_from_leader(req.vote.leader_id().node_id);
         let resp = member
             .raft
             .append_entries(req)
