@@ -347,9 +347,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use mfplane_core::{Endpoint, Proto};
-    use mfplane_dataplane::wire::{
-        IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr, ipv4, udp,
-    };
+    use mfplane_dataplane::wire::build;
 
     use super::*;
 
@@ -374,30 +372,8 @@ mod tests {
     /// Sends one outbound UDP packet of `key` through `e` and returns the tentative
     /// local mapping it allocated (as `take_created` would hand it to the proposer).
     fn allocate(e: &mut Engine, key: SessionKey) -> SessionRecord {
-        let payload = 4;
-        let mut buf = vec![0u8; ipv4::HEADER_LEN + udp::HEADER_LEN + payload];
-        let dst = u32::from(Ipv4Addr::new(203, 0, 113, 9));
-        Ipv4Repr {
-            src_addr: key.inside.ip,
-            dst_addr: dst,
-            protocol: IpProtocol::Udp,
-            payload_len: udp::HEADER_LEN + payload,
-            ttl: 64,
-            ident: 1,
-            tos: 0,
-            dont_frag: true,
-            more_frags: false,
-            frag_offset: 0,
-        }
-        .emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]));
-        let mut p = UdpPacket::new_unchecked(&mut buf[ipv4::HEADER_LEN..]);
-        UdpRepr {
-            src_port: key.inside.port,
-            dst_port: 53,
-            payload_len: payload,
-        }
-        .emit(&mut p);
-        p.fill_checksum(key.inside.ip, dst);
+        let dns = Endpoint::new(u32::from(Ipv4Addr::new(203, 0, 113, 9)), 53);
+        let mut buf = build::udp_packet(key.inside, dns, &[0; 4]);
         assert!(matches!(
             e.process_ipv4(&mut buf, NOW),
             Verdict::Translated(_)
