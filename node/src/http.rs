@@ -114,7 +114,7 @@ struct LeaseReport {
     margin_ms: u64,
     /// The leader's view of every member's lease (empty when not leader).
     peers: Vec<PeerLease>,
-    /// Buckets moved because an owner's lease expired, while this member led.
+    /// Buckets moved away from a silent or lapsed owner, while this member led.
     failovers: Vec<Failover>,
 }
 

@@ -51,8 +51,8 @@ struct LeaderLeases {
     failovers: Vec<Failover>,
 }
 
-/// Buckets moved away from an owner whose lease expired; kept so tests and operators
-/// can check that the move came only after the lease.
+/// Buckets moved away from an owner that fell silent (fenced) or whose lease expired;
+/// kept so tests and operators can check how each failover was made.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failover {
     pub node: NodeId,

@@ -1,7 +1,8 @@
 //! Three `mfplane-node` processes on loopback: 100k sessions proposed through the real
 //! batching path, the leader killed with SIGKILL and restarted; then every session is
 //! on every member, no external endpoint is used twice, the dead member's buckets moved
-//! only after its lease, and the table is balanced again once it is back.
+//! at once behind a fence of lease + margin, and the table is balanced again once it is
+//! back.
 
 mod common;
 

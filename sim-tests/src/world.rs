@@ -21,8 +21,8 @@ pub enum Bug {
     #[default]
     None,
     /// Members disagree on the lease: the partitioned owner believes its lease lasts
-    /// far longer than the leader waits before moving its buckets, so the leader moves
-    /// buckets before the owner's lease has expired (the node's hidden
+    /// far longer than the leader's fence on its buckets, so their new owners allocate
+    /// before the owner's lease has expired (the node's hidden
     /// `OwnLease::inject_overlong` switch, on the affected member only).
     LeaseMismatch,
     /// A restarted worker serves packets without loading the committed sessions
