@@ -88,6 +88,14 @@ fn publish(member: &Member) {
     gauge!("mfplane_epoch", "node" => node.clone()).set(state.epoch().0 as f64);
     gauge!("mfplane_buckets_owned", "node" => node.clone())
         .set(f64::from(state.buckets().count_owned_by(member.id)));
+    // Owned buckets taken over from a suspect whose fence has not passed: this member
+    // translates their sessions but opens no new ones there yet.
+    let fenced = member
+        .fences
+        .allocatable(&state, member.id, tokio::time::Instant::now())
+        .fenced
+        .len();
+    gauge!("mfplane_buckets_fenced", "node" => node.clone()).set(fenced as f64);
     gauge!("mfplane_sessions", "node" => node.clone()).set(state.session_count() as f64);
     gauge!("mfplane_sessions_owned", "node" => node).set(state.sessions_owned_by(member.id) as f64);
 }

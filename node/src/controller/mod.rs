@@ -211,6 +211,8 @@ pub async fn rebalance_locked(member: &Arc<Member>) -> Result<Epoch> {
         member
             .leases
             .record_failover(node, n, epoch, Instant::now(), &timing, fenced);
+        let kind = if fenced { "fenced" } else { "lease_expired" };
+        metrics::counter!("mfplane_failover_buckets_total", "kind" => kind).increment(n as u64);
         if fenced {
             suspects.push(node);
             tracing::warn!(%node, buckets = n, %epoch, "owner silent: moving its buckets now, fenced");
