@@ -125,6 +125,21 @@ fn spec(args: &UpArgs) -> Result<LabSpec> {
 
 /// Runs a lab subcommand; returns whether it succeeded (a drill that lost a
 /// connection did not).
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (`timeout`, `kill`, a service manager), the
+/// lab's cue to remove everything it created.
+async fn interrupted() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|source| LabError::Io {
+        context: "installing the SIGTERM handler".into(),
+        source,
+    })?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
 pub async fn run(cmd: &LabCommand) -> Result<bool> {
     super::netns::require_root()?;
     match cmd {
@@ -147,10 +162,10 @@ pub async fn run(cmd: &LabCommand) -> Result<bool> {
                     lab.spec.state_dir.display()
                 );
                 println!(
-                    "try: ip netns exec {}client bash    (Ctrl-C here removes the lab)",
+                    "try: ip netns exec {}client bash    (Ctrl-C or SIGTERM here removes the lab)",
                     a.prefix
                 );
-                let _ = tokio::signal::ctrl_c().await;
+                interrupted().await?;
                 Ok::<_, LabError>(true)
             }
             .await;
@@ -160,7 +175,11 @@ pub async fn run(cmd: &LabCommand) -> Result<bool> {
         LabCommand::Drill(a) => {
             let mut lab = Lab::up(spec(&a.lab)?)?;
             let opts = a.options();
-            let outcome = drill::run(&mut lab, &opts, |line| println!("  {line}")).await;
+            // A drill killed by SIGINT or SIGTERM still removes its namespaces.
+            let outcome = tokio::select! {
+                r = drill::run(&mut lab, &opts, |line| println!("  {line}")) => r,
+                r = interrupted() => r.and(Err(LabError::Interrupted)),
+            };
             let dir = lab.spec.state_dir.clone();
             lab.down()?;
             let report = outcome?;

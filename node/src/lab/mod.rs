@@ -45,6 +45,9 @@ pub enum LabError {
         what: String,
         after: std::time::Duration,
     },
+    /// SIGINT or SIGTERM arrived during a drill: the lab was removed, no report.
+    #[error("interrupted by a signal; the lab was removed")]
+    Interrupted,
 }
 
 /// Lab results.
