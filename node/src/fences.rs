@@ -24,7 +24,7 @@ pub struct FenceClock {
 }
 
 /// The buckets a member may allocate in right now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allocatable {
     /// Owned, and not behind a fence, in bucket order.
     pub buckets: Vec<BucketId>,
@@ -40,11 +40,7 @@ impl FenceClock {
     /// fence, or whose fence has run its length since this member first saw it.
     pub fn allocatable(&self, state: &ClusterState, me: NodeId, now: Instant) -> Allocatable {
         let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = Allocatable {
-            buckets: Vec::new(),
-            fenced: Vec::new(),
-            next_fence_end: None,
-        };
+        let mut out = Allocatable::default();
         let mut live = BTreeMap::new();
         for bucket in state.buckets().owned_by(me) {
             let Some(Fence { since, length, .. }) = state.fence(bucket) else {

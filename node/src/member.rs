@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
-use crate::fences::{Allocatable, FenceClock};
+use crate::fences::FenceClock;
 use crate::lease::{LeaseTable, OwnLease};
 use crate::network::{Channels, ForwardReply, ForwardRequest, forward};
 use crate::store::{self, Raft, StateMachineStore};
@@ -158,19 +158,6 @@ impl Member {
             .last_leader_contact
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((leader, Instant::now()));
-    }
-
-    /// The buckets this member may open sessions in now: owned, not fenced, and only
-    /// while it holds its lease (none without one).
-    pub fn allocatable(&self) -> Allocatable {
-        let lease = self.lease_valid();
-        let state = self.state();
-        let mut a = self.fences.allocatable(&state, self.id, Instant::now());
-        if !lease {
-            a.fenced.clear();
-            a.buckets.clear();
-        }
-        a
     }
 
     /// Proposes `cmd` through Raft and waits until it has been applied, on the leader:

@@ -1,7 +1,8 @@
 //! Synthetic sessions, for tests, demos and the benchmark: allocated the way the data
-//! path allocates (a free external endpoint in a bucket this member owns and may allocate
-//! in, only while it holds a lease) and proposed through the real [`SessionProposer`], by many concurrent
-//! callers so that group commit forms real batches.
+//! path allocates (a free external endpoint in a bucket this member owns and may
+//! allocate in, only while it holds a lease) and proposed through the real
+//! [`SessionProposer`], by many concurrent callers so that group commit forms real
+//! batches.
 //!
 //! Served on the HTTP port only with `--debug-synthetic-load`.
 

@@ -8,8 +8,9 @@
 //! loses its buckets at once, behind an allocation fence that outlasts its lease
 //! (`FailOverBuckets`), so its flows stall for about the detection time instead of the
 //! lease; one whose lease has surely expired loses them unfenced. An owner that comes
-//! back and renews gets its share back. Every change is one committed command, proposed under the member's
-//! change lock, so controller steps and admin operations never interleave.
+//! back and renews gets its share back. Every change is one committed command,
+//! proposed under the member's change lock, so controller steps and admin operations
+//! never interleave.
 //!
 //! # Layout
 //! - [`assignment`]: the pure balanced, minimal-movement assignment.

@@ -26,6 +26,7 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::fences::Allocatable;
 use crate::member::Member;
 
 /// Settings of the data path that are not part of the replicated cluster config.
@@ -216,9 +217,9 @@ impl NatWorker {
         self.ownership = None;
     }
 
-    /// Points the engine's allocator at the buckets this member may allocate in (see
-    /// [`Member::allocatable`]), if the table epoch or the lease changed, or a fence
-    /// ended, since the last time.
+    /// Points the engine's allocator at the buckets this member may allocate in (owned,
+    /// not fenced, none without a lease; see [`crate::fences`]), if the table epoch or
+    /// the lease changed, or a fence ended, since the last time.
     pub fn refresh_ownership(&mut self) {
         let lease = self.member.lease_valid();
         let epoch = self.member.applied_epoch();
@@ -229,7 +230,14 @@ impl NatWorker {
         {
             return;
         }
-        let mut a = self.member.allocatable();
+        // Asked even without a lease, so a fence starts counting when it is first seen.
+        let mut a =
+            self.member
+                .fences
+                .allocatable(&self.member.state(), self.member.id, Instant::now());
+        if !lease {
+            a = Allocatable::default();
+        }
         if self.fault == InjectedFault::IgnoreFences {
             a.buckets.append(&mut a.fenced);
             a.next_fence_end = None;
