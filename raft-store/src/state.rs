@@ -37,7 +37,8 @@ pub struct ClusterState {
     nodes: BTreeMap<NodeId, NodeRecord>,
     epoch: Epoch,
     buckets: BucketTable,
-    /// Buckets taken from a suspected owner whose fence may not have passed yet.
+    /// Buckets whose last move took them from a suspect, with the fence their owner
+    /// waits out (kept until the bucket moves again).
     fences: BTreeMap<BucketId, Fence>,
     sessions: SessionIndex,
     // Derived, rebuilt from the above on snapshot install.
